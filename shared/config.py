@@ -1,0 +1,133 @@
+"""Settings, read once from the environment into a frozen dataclass and passed in.
+
+Every variable is listed in `VARIABLES` with its default and meaning; the README's configuration
+table is generated from the same list (`recog config`), so the two cannot drift apart. A value that
+cannot be read fails loudly at start instead of being silently replaced by a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("REDIS_URL", "", "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0."),
+    Variable("RECOG_DATA_DIR", "./recog-data", "Where originals, thumbnails and the private Redis's data are kept."),
+    Variable("RECOG_PUBLIC_URL", "", "Base URL written into returned links (e.g. https://recog.example.com). Empty: taken from each request's Host."),
+    Variable("RECOG_SHARDS", "8", "Number of shards collections are spread over (a stable hash of the collection id). Fixed for the life of a deployment."),
+    Variable("RECOG_WORKER_SHARDS", "all", "Shards this worker serves: `all`, or a list such as `0,1,4-7`."),
+    Variable("RECOG_ADMIN_API_KEY", "", "When set, a valid management API key (so scripts can drive a fresh stack)."),
+    Variable("RECOG_MAX_UPLOAD_BYTES", "8388608", "Largest accepted image upload, in bytes (IMAGE_TOO_LARGE above)."),
+    Variable("RECOG_MAX_PIXELS", "40000000", "Largest accepted image, in pixels (width x height), against decompression bombs."),
+    Variable("RECOG_MIN_SIDE", "100", "Smallest accepted shorter side of a query image, in pixels (IMAGE_TOO_SMALL below)."),
+    Variable("RECOG_DEADLINE_MS", "5000", "How long a search may wait for a worker before it answers 504 TIMEOUT."),
+    Variable("RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."),
+    Variable("RECOG_TOKEN_CACHE_SECONDS", "0.5", "How long the API trusts a token lookup (revocation bites within this time)."),
+    Variable("RECOG_REPLY_TTL_SECONDS", "30", "Lifetime of a search reply key in Redis."),
+    Variable("RECOG_LOG_LEVEL", "INFO", "Log level of every process."),
+)
+
+_DEFAULTS = {v.name: v.default for v in VARIABLES}
+
+
+def _int(env: Mapping[str, str], name: str, low: int = 0) -> int:
+    raw = env.get(name, _DEFAULTS[name])
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < low:
+        raise ConfigError(f"{name}={value} must be at least {low}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, _DEFAULTS[name])
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+    return value
+
+
+def parse_shard_list(text: str, shards: int) -> frozenset[int]:
+    """`all`, or comma-separated shard numbers and ranges (`0,2-3`), checked against `shards`."""
+    text = text.strip()
+    if text in ("", "all"):
+        return frozenset(range(shards))
+    chosen: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ConfigError(f"RECOG_WORKER_SHARDS: {part!r} is not a shard number or range") from None
+        if not 0 <= first <= last < shards:
+            raise ConfigError(f"RECOG_WORKER_SHARDS: {part!r} is outside 0..{shards - 1}")
+        chosen.update(range(first, last + 1))
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    redis_url: str
+    data_dir: Path
+    public_url: str
+    shards: int
+    worker_shards: frozenset[int]
+    admin_api_key: str
+    max_upload_bytes: int
+    max_pixels: int
+    min_side: int
+    deadline_ms: int
+    max_in_flight: int
+    token_cache_seconds: float
+    reply_ttl_seconds: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        shards = _int(env, "RECOG_SHARDS", low=1)
+        level = env.get("RECOG_LOG_LEVEL", _DEFAULTS["RECOG_LOG_LEVEL"]).upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"RECOG_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            data_dir=Path(env.get("RECOG_DATA_DIR") or _DEFAULTS["RECOG_DATA_DIR"]).resolve(),
+            public_url=env.get("RECOG_PUBLIC_URL", "").rstrip("/"),
+            shards=shards,
+            worker_shards=parse_shard_list(env.get("RECOG_WORKER_SHARDS", "all"), shards),
+            admin_api_key=env.get("RECOG_ADMIN_API_KEY", ""),
+            max_upload_bytes=_int(env, "RECOG_MAX_UPLOAD_BYTES", low=1024),
+            max_pixels=_int(env, "RECOG_MAX_PIXELS", low=10_000),
+            min_side=_int(env, "RECOG_MIN_SIDE", low=1),
+            deadline_ms=_int(env, "RECOG_DEADLINE_MS", low=50),
+            max_in_flight=_int(env, "RECOG_MAX_IN_FLIGHT", low=1),
+            token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
+            reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
+            log_level=level,
+        )
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{v.name}` | `{v.default}` | {v.meaning} |" for v in VARIABLES]
+    return "\n".join(rows)

@@ -1,0 +1,83 @@
+"""Every Redis key the service uses, in one place (RQ's own `rq:*` keys excepted).
+
+Layout (all under the `recog:` prefix):
+
+| key | type | holds |
+|---|---|---|
+| `collections` | zset | collection ids, scored by creation time (listing order) |
+| `collection:{id}` | hash | a collection's fields |
+| `collection-names` | hash | name -> collection id (names are unique) |
+| `collection:{id}:items` | zset | the collection's item ids by creation time |
+| `collection:{id}:tokens` | zset | the collection's tokens by creation time |
+| `collection:{id}:features` | hash | image id -> msgpack {item, features}: what workers index |
+| `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
+| `item:{id}:images` | zset | the item's image ids by creation time |
+| `images` / `image:{id}` | zset / hash | all images by creation time / an image's fields |
+| `tokens` / `token:{token}` | zset / hash | all tokens / a token's fields (its collection) |
+| `apikeys` | set | SHA-256 hex digests of management API keys |
+| `shard:{n}:collections` | set | ids of the collections shard n owns |
+| `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
+| `reply:{job_id}` | list | a search's msgpack reply, pushed once by a worker; expires |
+| `worker:{name}` | hash | a worker's heartbeat: shards served, indexed images, jobs done |
+| `workers` | zset | worker names scored by last heartbeat time |
+"""
+
+from __future__ import annotations
+
+PREFIX = "recog:"
+
+COLLECTIONS = PREFIX + "collections"
+COLLECTION_NAMES = PREFIX + "collection-names"
+ITEMS = PREFIX + "items"
+IMAGES = PREFIX + "images"
+TOKENS = PREFIX + "tokens"
+APIKEYS = PREFIX + "apikeys"
+WORKERS = PREFIX + "workers"
+
+
+def collection(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}"
+
+
+def collection_items(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}:items"
+
+
+def collection_tokens(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}:tokens"
+
+
+def collection_features(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}:features"
+
+
+def item(item_id: str) -> str:
+    return f"{PREFIX}item:{item_id}"
+
+
+def item_images(item_id: str) -> str:
+    return f"{PREFIX}item:{item_id}:images"
+
+
+def image(image_id: str) -> str:
+    return f"{PREFIX}image:{image_id}"
+
+
+def token(token: str) -> str:
+    return f"{PREFIX}token:{token}"
+
+
+def shard_collections(shard: int) -> str:
+    return f"{PREFIX}shard:{shard}:collections"
+
+
+def shard_events(shard: int) -> str:
+    return f"{PREFIX}shard:{shard}:events"
+
+
+def reply(job_id: str) -> str:
+    return f"{PREFIX}reply:{job_id}"
+
+
+def worker(name: str) -> str:
+    return f"{PREFIX}worker:{name}"
