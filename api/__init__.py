@@ -1,0 +1,1 @@
+"""The HTTP front end: search, management and operations routes (Starlette)."""

@@ -1,0 +1,54 @@
+"""Builds the Starlette application and owns what lives as long as the process: settings, the Redis
+connection pool, the blob store and the search dispatcher (all on `app.state`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from api import files, management, ops, search
+from api.dispatch import Dispatcher
+from api.errors import EXCEPTION_HANDLERS
+from api.metrics import MetricsMiddleware
+from api.tokens import TokenCache
+from shared.blobs import LocalBlobStore
+from shared.catalog import ensure_admin_key
+from shared.config import Settings
+
+log = logging.getLogger("recog.api")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Every request in flight may hold one connection for its blocking reply read, plus a few for
+        # token and catalogue reads; redis-py 8 raises when its pool is exhausted, so size it here.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.max_in_flight + 32, timeout=settings.deadline_ms / 1000
+        )
+        redis = aioredis.Redis(connection_pool=pool)
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
+        app.state.tokens = TokenCache(redis, settings.token_cache_seconds)
+        app.state.dispatcher = Dispatcher(settings, redis)
+        if settings.admin_api_key:
+            await ensure_admin_key(redis, settings.admin_api_key)
+        log.info("API ready: redis %s, %d shards, deadline %d ms", settings.redis_url, settings.shards, settings.deadline_ms)
+        try:
+            yield
+        finally:
+            app.state.dispatcher.close()
+            await redis.aclose()
+
+    routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app.add_middleware(MetricsMiddleware)
+    return app

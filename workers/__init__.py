@@ -1,0 +1,1 @@
+"""The recognition workers: RQ worker process, shard index state and the matching pipeline."""
