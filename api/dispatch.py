@@ -1,0 +1,116 @@
+"""Sends a search to the shard that owns its collection and waits for the worker's reply.
+
+The job goes through RQ (msgpack-serialised, on the shard's queue); the answer comes back on a
+per-job reply list that the front end waits on with a blocking BLPOP through redis.asyncio, so
+no request polls. RQ's enqueue is synchronous, so it runs on a small thread pool of its own,
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+import redis
+import redis.asyncio as aioredis
+from rq import Queue
+
+from shared import keys
+from shared.codec import MsgpackSerializer, SearchJob, SearchReply, decode_reply, encode_job
+from shared.config import Settings
+from shared.errors import ServerBusy, ServerError, Timeout, by_code
+from shared.shards import queue_name, shard_of
+
+JOB_FUNCTION = "workers.jobs.search"
+_ENQUEUE_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: SearchReply
+    shard: int
+    round_trip_ms: float
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, redis_async: aioredis.Redis) -> None:
+        self._settings = settings
+        self._redis = redis_async
+        self._sync = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=_ENQUEUE_THREADS + 4, timeout=settings.deadline_ms / 1000
+            )
+        )
+        self._queues = [
+            Queue(queue_name(s), connection=self._sync, serializer=MsgpackSerializer) for s in range(settings.shards)
+        ]
+        self._limiter = anyio.CapacityLimiter(_ENQUEUE_THREADS)
+        self.in_flight = 0
+
+    def queue(self, shard: int) -> Queue:
+        return self._queues[shard]
+
+    async def search(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
+        """Queues one search and returns the worker's reply; raises the contract's errors.
+
+        ServerBusy when this process already has `max_in_flight` searches waiting; Timeout when no
+        reply arrives by the deadline (the worker then drops the job unanswered); a worker-side error
+        code (IMAGE_NO_DETAILS, ...) as its error class.
+        """
+        if self.in_flight >= self._settings.max_in_flight:
+            raise ServerBusy(retry_after=1)
+        self.in_flight += 1
+        try:
+            return await self._round_trip(collection, image, max_results, min_score)
+        finally:
+            self.in_flight -= 1
+
+    async def _round_trip(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
+        started = time.time()
+        deadline_s = self._settings.deadline_ms / 1000
+        job_id = uuid.uuid4().hex
+        job = SearchJob(
+            job_id=job_id,
+            collection=collection,
+            image=image,
+            deadline=started + deadline_s,
+            reply_key=keys.reply(job_id),
+            max_results=max_results,
+            min_score=min_score,
+        )
+        shard = shard_of(collection, self._settings.shards)
+        queue = self._queues[shard]
+        ttl = max(1, int(deadline_s + 1))
+
+        def enqueue() -> None:
+            queue.enqueue_call(
+                JOB_FUNCTION,
+                args=(encode_job(job),),
+                job_id=job_id,
+                # RQ would otherwise describe the job by repr() of its arguments: the whole image.
+                description=f"search {job_id}",
+                ttl=ttl,
+                result_ttl=0,
+                failure_ttl=300,
+                timeout=ttl + 30,
+            )
+
+        try:
+            await anyio.to_thread.run_sync(enqueue, limiter=self._limiter)
+        except redis.RedisError as exc:
+            raise ServerBusy("The job queue is unavailable; retry shortly.", retry_after=1) from exc
+        remaining = job.deadline - time.time()
+        popped = await self._redis.blpop([job.reply_key], timeout=max(remaining, 0.01)) if remaining > 0 else None
+        if popped is None:
+            raise Timeout()
+        reply = decode_reply(popped[1])
+        if reply.error:
+            error = by_code(reply.error)
+            raise error() if error.status < 500 else ServerError()
+        return Outcome(reply=reply, shard=shard, round_trip_ms=(time.time() - started) * 1000)
+
+    def close(self) -> None:
+        self._sync.close()

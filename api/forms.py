@@ -1,0 +1,125 @@
+"""Reading a search request's multipart form into typed options, with the contract's errors.
+
+Kept apart from the route so the rules (boolean spellings, `bbox` synonym, ranges) are tested on
+their own and the route reads top-down.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from shared.config import Settings
+from shared.errors import (
+    BadRequest,
+    ImageMissing,
+    ImageTooLarge,
+    ParameterInvalid,
+    TokenMissing,
+    TokenWrong,
+)
+
+TOKEN_RE = re.compile(r"[0-9a-f]{16}")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+MAX_RESULTS_CAP = 50
+DEFAULT_MAX_RESULTS = 10
+# Room for the other fields and the multipart framing around the image.
+_FORM_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchForm:
+    token: str
+    image: bytes
+    bboxes: bool
+    embed_custom: bool
+    embed_tracking: bool
+    max_results: int
+    min_score: float
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ParameterInvalid(f"'{name}' must be true or false (got {value[:20]!r}).", details={name: "not a boolean"})
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if isinstance(value, UploadFile):
+        raise ParameterInvalid(f"'{name}' must be a plain field, not a file.", details={name: "not text"})
+    return value
+
+
+def _flag(form: FormData, *names: str) -> bool:
+    for name in names:
+        value = _text(form, name)
+        if value is not None:
+            return parse_bool(name, value)
+    return False
+
+
+def _number(form: FormData, name: str, low: float, high: float) -> float | None:
+    value = _text(form, name)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ParameterInvalid(f"'{name}' must be a number (got {value[:20]!r}).", details={name: "not a number"}) from None
+    if not low <= number <= high:
+        raise ParameterInvalid(f"'{name}' must be between {low:g} and {high:g}.", details={name: "out of range"})
+    return number
+
+
+async def read_form(request: Request, settings: Settings) -> FormData:
+    """The parsed form; refuses oversized bodies before reading them when the length is declared."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + _FORM_OVERHEAD:
+        raise ImageTooLarge(f"The upload is larger than the {settings.max_upload_bytes} byte limit.")
+    try:
+        return await request.form(max_files=4, max_fields=32)
+    except HTTPException as exc:
+        raise BadRequest(f"The multipart body could not be read: {exc.detail}") from None
+    except (ValueError, UnicodeDecodeError, AssertionError):
+        # python-multipart raises these on some malformed bodies instead of MultiPartException
+        raise BadRequest("The multipart body could not be read.") from None
+
+
+async def parse_search_form(form: FormData, settings: Settings) -> SearchForm:
+    """Validates the fields in the order a client would fix them: token, then image, then options."""
+    token = _text(form, "token")
+    if token is None:
+        raise TokenMissing()
+    if not TOKEN_RE.fullmatch(token):
+        raise TokenWrong()
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise ImageMissing()
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ImageTooLarge(f"The image is larger than the {settings.max_upload_bytes} byte limit.")
+    if not data:
+        raise ImageMissing("The 'image' part is empty.")
+    max_results = _number(form, "max_results", 1, MAX_RESULTS_CAP)
+    if max_results is not None and not max_results.is_integer():
+        raise ParameterInvalid("'max_results' must be a whole number.", details={"max_results": "not an integer"})
+    return SearchForm(
+        token=token,
+        image=data,
+        bboxes=_flag(form, "bboxes", "bbox"),
+        embed_custom=_flag(form, "embed_custom"),
+        embed_tracking=_flag(form, "embed_tracking"),
+        max_results=int(max_results) if max_results is not None else DEFAULT_MAX_RESULTS,
+        min_score=_number(form, "min_score", 0, 100) or 0.0,
+    )

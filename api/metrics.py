@@ -1,0 +1,129 @@
+"""Prometheus metrics of the front end.
+
+Request counters and histograms are updated as requests pass; the queue and worker gauges are
+read from Redis when Prometheus scrapes (`refresh`), so they are true at scrape time in every API
+process without any background task.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from rq.utils import utcparse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import keys
+
+if TYPE_CHECKING:
+    from api.dispatch import Dispatcher, Outcome
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
+
+REQUESTS = Counter("recog_requests_total", "HTTP requests by route and status", ["route", "method", "status"])
+REQUEST_SECONDS = Histogram("recog_request_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS)
+QUEUE_WAIT_SECONDS = Histogram(
+    "recog_queue_wait_seconds", "Search round trip minus worker time (queueing and transport)", buckets=_LATENCY_BUCKETS
+)
+MATCH_SECONDS = Histogram("recog_match_seconds", "Worker-side time of a search", buckets=_LATENCY_BUCKETS)
+REJECTED = Counter("recog_rejected_total", "Requests answered with an error code", ["code"])
+IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker in this process")
+QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"])
+OLDEST_JOB = Gauge("recog_queue_oldest_job_age_seconds", "Age of the oldest queued job of a shard", ["shard"])
+LIVE_WORKERS = Gauge("recog_live_workers", "Workers with a fresh heartbeat serving a shard", ["shard"])
+INDEXED_IMAGES = Gauge("recog_indexed_images", "Reference images indexed for a shard (as its workers report)", ["shard"])
+
+# A worker whose heartbeat is older than this is taken for dead.
+HEARTBEAT_FRESH_SECONDS = 10.0
+
+
+def observe_search(outcome: Outcome) -> None:
+    worker_ms = outcome.reply.timings.get("total", 0.0)
+    MATCH_SECONDS.observe(worker_ms / 1000)
+    QUEUE_WAIT_SECONDS.observe(max(outcome.round_trip_ms - worker_ms, 0.0) / 1000)
+
+
+def observe_error(code: str) -> None:
+    REJECTED.labels(code).inc()
+
+
+async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[dict[str, str]]]:
+    """Per shard, the heartbeats of the workers serving it that are fresh enough to count as alive."""
+    names = await redis.zrangebyscore(keys.WORKERS, time.time() - HEARTBEAT_FRESH_SECONDS, "+inf")
+    by_shard: dict[int, list[dict[str, str]]] = {s: [] for s in range(shards)}
+    if not names:
+        return by_shard
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(keys.worker(name.decode()))
+        beats = await pipe.execute()
+    for raw in beats:
+        beat = {k.decode(): v.decode() for k, v in raw.items()}
+        for shard in filter(None, beat.get("shards", "").split(",")):
+            if int(shard) in by_shard:
+                by_shard[int(shard)].append(beat)
+    return by_shard
+
+
+async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) -> None:
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in range(shards):
+            queue = dispatcher.queue(shard)
+            pipe.llen(queue.key)
+            pipe.lindex(queue.key, 0)
+        heads = await pipe.execute()
+    for shard in range(shards):
+        depth, oldest = heads[2 * shard], heads[2 * shard + 1]
+        QUEUE_DEPTH.labels(str(shard)).set(depth)
+        age = 0.0
+        if oldest:
+            job = dispatcher.queue(shard).job_class.key_for(oldest.decode())
+            enqueued = await redis.hget(job, "enqueued_at")
+            if enqueued:
+                age = max(now - _parse_rq_time(enqueued.decode()), 0.0)
+        OLDEST_JOB.labels(str(shard)).set(age)
+    workers = await live_workers(redis, shards)
+    for shard, beats in workers.items():
+        LIVE_WORKERS.labels(str(shard)).set(len(beats))
+        images = max((int(b.get(f"images:{shard}", 0)) for b in beats), default=0)
+        INDEXED_IMAGES.labels(str(shard)).set(images)
+    IN_FLIGHT.set(dispatcher.in_flight)
+
+
+def _parse_rq_time(text: str) -> float:
+    return utcparse(text).timestamp()
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by its route template (not its path, so ids don't explode labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            REQUESTS.labels(template, scope["method"], str(status)).inc()
+            REQUEST_SECONDS.labels(template).observe(time.perf_counter() - started)

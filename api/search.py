@@ -1,0 +1,70 @@
+"""`POST /v1/search` and `POST /v2/search`: validate cheaply, queue on the owning shard, answer.
+
+Everything that can be refused without a worker is refused here (token, form, image header), so
+workers only see images they can decode.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from api import metrics
+from api.forms import SearchForm, parse_search_form, read_form
+from api.render import results_v1, results_v2, thumb_template
+from api.urls import base_url
+from shared.catalog import get_items, item_image_ids
+from shared.errors import TokenInvalid
+from shared.imagecheck import inspect
+
+
+async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
+    started = time.perf_counter()
+    state = request.app.state
+    form = await parse_search_form(await read_form(request, state.settings), state.settings)
+    collection = await state.tokens.collection_of(form.token)
+    if collection is None:
+        raise TokenInvalid()
+    # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
+    await anyio.to_thread.run_sync(inspect, form.image, state.settings)
+    outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score)
+    metrics.observe_search(outcome)
+    return form, collection, outcome.reply.hits, started
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+async def search_v1(request: Request) -> JSONResponse:
+    form, collection, hits, started = await _search(request)
+    items = await get_items(request.app.state.redis, [h.item for h in hits])
+    results = results_v1(hits, items, collection, form, base_url(request))
+    return JSONResponse({"search_time": _elapsed_ms(started), "results": results})
+
+
+async def search_v2(request: Request) -> JSONResponse:
+    form, collection, hits, started = await _search(request)
+    redis = request.app.state.redis
+    item_ids = [h.item for h in hits]
+    items = await get_items(redis, item_ids)
+    images = await item_image_ids(redis, item_ids)
+    base = base_url(request)
+    return JSONResponse(
+        {
+            "search_time": _elapsed_ms(started),
+            "collection": {"uuid": collection, "image_template": thumb_template(base)},
+            "results": results_v2(hits, items, images, form, base),
+        }
+    )
+
+
+routes = [
+    Route("/v1/search", search_v1, methods=["POST"]),
+    Route("/v2/search", search_v2, methods=["POST"]),
+]

@@ -1,0 +1,122 @@
+"""Fixtures that run the real thing: API and worker processes on a real Redis.
+
+Tests that touch Redis use database `TEST_DB` (override with RECOG_TEST_REDIS_URL) and flush only
+that database, before and after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def recog_command() -> list[str]:
+    script = Path(sys.executable).with_name("recog")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "shared.cli"]
+
+
+@dataclass
+class Stack:
+    """A running API process and its workers; `url` is where to send requests."""
+
+    url: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def admin(self) -> httpx.Client:
+        return self.client(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+    def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([*recog_command(), "worker"], env={**self.env, **extra_env})
+        self.workers.append(proc)
+        return proc
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the stack did not become ready")
+
+    def stop(self) -> None:
+        for proc in [*self.workers, *self.processes]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, *self.processes]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    connection = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        connection.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"no Redis answers at {TEST_REDIS_URL}: start one (bash .ci/run does) or set RECOG_TEST_REDIS_URL")
+    connection.flushdb()
+    yield TEST_REDIS_URL
+    connection.flushdb()
+    connection.close()
+
+
+def stack_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_")}
+    env.update(
+        REDIS_URL=redis_url,
+        RECOG_DATA_DIR=str(data_dir),
+        RECOG_ADMIN_API_KEY=ADMIN_KEY,
+        RECOG_SHARDS="4",
+        RECOG_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + one worker serving every shard, like `recog up --workers 1`."""
+    port = free_port()
+    env = stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000")
+    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    try:
+        running.start_worker()
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

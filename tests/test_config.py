@@ -1,0 +1,42 @@
+import pytest
+
+from shared.config import VARIABLES, ConfigError, Settings, markdown_table, parse_shard_list
+
+
+def test_defaults_are_sensible() -> None:
+    settings = Settings.from_env({})
+    assert settings.shards == 8
+    assert settings.worker_shards == frozenset(range(8))
+    assert settings.min_side == 100
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_values_are_read_from_the_environment() -> None:
+    settings = Settings.from_env({"RECOG_SHARDS": "4", "RECOG_WORKER_SHARDS": "0,2-3", "RECOG_DEADLINE_MS": "900"})
+    assert settings.worker_shards == frozenset({0, 2, 3})
+    assert settings.deadline_ms == 900
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"RECOG_SHARDS": "many"},
+        {"RECOG_SHARDS": "0"},
+        {"RECOG_WORKER_SHARDS": "9", "RECOG_SHARDS": "4"},
+        {"RECOG_WORKER_SHARDS": "x"},
+        {"RECOG_TOKEN_CACHE_SECONDS": "-1"},
+        {"RECOG_LOG_LEVEL": "LOUD"},
+    ],
+)
+def test_bad_values_fail_loudly(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+
+
+def test_shard_list_all() -> None:
+    assert parse_shard_list("all", 3) == frozenset({0, 1, 2})
+
+
+def test_readme_table_lists_every_variable() -> None:
+    table = markdown_table()
+    assert all(f"`{v.name}`" in table for v in VARIABLES)

@@ -1,0 +1,65 @@
+"""A worker's heartbeat in Redis: which shards it serves, how many images it holds, jobs done.
+
+The front end's `/readyz` and `/metrics` read these to tell whether every shard has a live worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import threading
+import time
+
+import redis
+
+from shared import keys
+from workers.jobs import WorkerContext
+
+log = logging.getLogger("recog.worker.heartbeat")
+
+INTERVAL_SECONDS = 2.0
+# The hash outlives a few missed beats; readers judge liveness by the zset score.
+_KEY_TTL_SECONDS = 30
+# Names of workers silent this long are dropped from the zset.
+_FORGET_SECONDS = 3600
+
+
+def beat(context: WorkerContext) -> None:
+    now = time.time()
+    counts = context.state.images_per_shard()
+    fields: dict[str, str | int | float] = {
+        "name": context.name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "shards": ",".join(str(s) for s in sorted(counts)),
+        "jobs_done": context.done,
+        "jobs_dropped": context.dropped,
+        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "beat_at": now,
+        **{f"images:{shard}": n for shard, n in counts.items()},
+    }
+    with context.connection.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.worker(context.name), mapping=fields)
+        pipe.expire(keys.worker(context.name), _KEY_TTL_SECONDS)
+        pipe.zadd(keys.WORKERS, {context.name: now})
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - _FORGET_SECONDS)
+        pipe.execute()
+
+
+def forget(context: WorkerContext) -> None:
+    """Withdraws the heartbeat at a clean stop, so readiness changes at once, not after a timeout."""
+    with context.connection.pipeline(transaction=False) as pipe:
+        pipe.delete(keys.worker(context.name))
+        pipe.zrem(keys.WORKERS, context.name)
+        pipe.execute()
+
+
+def run(context: WorkerContext, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            beat(context)
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        stop.wait(INTERVAL_SECONDS)
