@@ -97,8 +97,8 @@ def stack_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         RECOG_ADMIN_API_KEY=ADMIN_KEY,
         RECOG_SHARDS="4",
         RECOG_LOG_LEVEL="WARNING",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

