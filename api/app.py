@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             app.state.dispatcher.close()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
 
     routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]

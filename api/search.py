@@ -26,7 +26,11 @@ from shared.imagecheck import inspect
 async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     started = time.perf_counter()
     state = request.app.state
-    form = await parse_search_form(await read_form(request, state.settings), state.settings)
+    raw = await read_form(request, state.settings)
+    try:
+        form = await parse_search_form(raw, state.settings)
+    finally:
+        await raw.close()  # uploads past 1 MB are spooled to temporary files
     collection = await state.tokens.collection_of(form.token)
     if collection is None:
         raise TokenInvalid()

@@ -1,0 +1,110 @@
+"""Reading management request bodies: JSON parsing and per-field checks, with the contract's errors.
+
+Each resource declares its writable fields as a table of `Field`s; `clean` checks a whole body at
+once so VALIDATION_ERROR's `details` names every bad field, not just the first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from shared.errors import BadRequest, InvalidJson, ValidationError, WrongContentType
+
+# Item texts (custom data, tracking data) are meant to be small; this bounds what one body may hold.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_TEXT = 65_536
+OBJECT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Field:
+    """`check` returns the value to store or raises ValueError with a message for `details`."""
+
+    check: Callable[[Any], Any]
+    required: bool = False
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (415 unless it is declared JSON, 400 INVALID_JSON if unreadable)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise WrongContentType(f"Send a JSON body with 'Content-Type: application/json' (got {media_type or 'none'!r}).")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidJson() from None
+    if not isinstance(value, dict):
+        raise InvalidJson("The body must be a JSON object.")
+    return value
+
+
+def clean(body: Mapping[str, Any], fields: Mapping[str, Field], *, partial: bool) -> dict[str, Any]:
+    """The checked values of `fields` found in `body`; a bad or (unless `partial`) missing one is an
+    error. Other names are ignored, as the service this API follows does: its official clients send
+    fields we do not keep (`offline`, `tags`) and send back objects they fetched (`resource_uri`)."""
+    values: dict[str, Any] = {}
+    details: dict[str, str] = {}
+    for name, field in fields.items():
+        if name in body:
+            try:
+                values[name] = field.check(body[name])
+            except ValueError as exc:
+                details[name] = str(exc)
+        elif field.required and not partial:
+            details[name] = "required"
+    if details:
+        raise ValidationError(f"Invalid fields: {', '.join(sorted(details))}; see 'details'.", details=details)
+    return values
+
+
+def text(max_length: int = MAX_TEXT, *, blank: bool = True) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not blank and not value.strip():
+            raise ValueError("must not be empty")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        return value
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    if len(json.dumps(value)) > MAX_TEXT:
+        raise ValueError(f"must be at most {MAX_TEXT} characters as JSON")
+    return value
+
+
+def reference(resource: str) -> Callable[[Any], str]:
+    """Accepts `/api/v0/<resource>/<id>/` (optionally absolute) or the bare id; returns the id."""
+    pattern = re.compile(rf"(?:(?:https?://[^/]+)?/api/v0/{resource}/)?([0-9a-f]{{32}})/?")
+
+    def check(value: Any) -> str:
+        match = pattern.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"must be a {resource} URI (/api/v0/{resource}/<id>/) or a {resource} id")
+        return match.group(1)
+
+    return check

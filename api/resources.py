@@ -1,0 +1,203 @@
+"""The four management resources as data: what each stores, accepts, filters on and links to.
+
+`api.management` implements the five calls once over this table; only the steps that really
+differ (unique collection names, image uploads, removing files on delete) are written per resource.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette.requests import Request
+
+from api import bodies, uploads
+from api.bodies import Field
+from shared import catalog
+from shared.catalog import Kind, Record
+from shared.errors import ValidationError
+
+# Fields that name another object: stored as ids, shown as resource URIs.
+REFERENCES = ("collection", "item")
+
+Lister = Callable[[Request, Mapping[str, str], int, int], Awaitable[tuple[list[Record], int]]]
+
+
+def resource_uri(resource: str, object_id: str) -> str:
+    return f"/api/v0/{resource}/{object_id}/"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one resource does differently from the others.
+
+    `fields`: writable on create; `create_only`: those of them a PUT may not change (moving an item
+    to another collection would strand its features). `create` and `save` (a partial update) take
+    the checked fields, except that `upload` resources read their own multipart body; `links` adds
+    computed URLs to the rendered object.
+    """
+
+    name: str
+    kind: Kind
+    id_pattern: re.Pattern[str]
+    fields: Mapping[str, Field]
+    create: Callable[[Request, Record], Awaitable[Record]]
+    save: Callable[[Request, str, Record], Awaitable[Record]]
+    remove: Callable[[Request, str], Awaitable[None]]
+    lister: Lister
+    create_only: frozenset[str] = frozenset()
+    upload: bool = False
+    links: Callable[[Record, str], Record] | None = None
+
+
+def render(resource: Resource, record: Record, base: str) -> Record:
+    out = {name: resource_uri(name, value) if name in REFERENCES else value for name, value in record.items()}
+    out["resource_uri"] = resource_uri(resource.name, record[resource.kind.id_field])
+    if resource.links:
+        out.update(resource.links(record, base))
+    return out
+
+
+def _children_lister(kind: Kind) -> Lister:
+    """Lists all objects of `kind`, or with `?<parent>__uuid=<id>` the children of one parent."""
+    assert kind.parent is not None
+    filter_name = f"{kind.parent.name}__uuid"
+    check = bodies.reference(kind.parent.name)
+
+    async def lister(request: Request, params: Mapping[str, str], offset: int, limit: int) -> tuple[list[Record], int]:
+        value = params.get(filter_name)
+        try:
+            parent_id = check(value) if value is not None else None
+        except ValueError as exc:
+            raise ValidationError(f"Invalid filter '{filter_name}'.", details={filter_name: str(exc)}) from None
+        return await catalog.page(request.app.state.redis, kind, offset=offset, limit=limit, parent=parent_id)
+
+    return lister
+
+
+async def _list_collections(request: Request, params: Mapping[str, str], offset: int, limit: int) -> tuple[list[Record], int]:
+    redis = request.app.state.redis
+    name, contains = params.get("name"), params.get("name__contains")
+    if name is None and contains is None:
+        return await catalog.page(redis, catalog.COLLECTION, offset=offset, limit=limit)
+    return await catalog.find_collections(redis, name=name, contains=contains, offset=offset, limit=limit)
+
+
+async def _create_collection(request: Request, fields: Record) -> Record:
+    state = request.app.state
+    return await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
+
+
+async def _save_collection(request: Request, collection_id: str, fields: Record) -> Record:
+    redis = request.app.state.redis
+    if "name" in fields:
+        return await catalog.rename_collection(redis, collection_id, fields["name"])
+    return await catalog.get(redis, catalog.COLLECTION, collection_id)
+
+
+def _creator(kind: Kind, defaults: Record) -> Callable[[Request, Record], Awaitable[Record]]:
+    async def create(request: Request, fields: Record) -> Record:
+        return await catalog.create_child(request.app.state.redis, kind, {**defaults, **fields})
+
+    return create
+
+
+def _saver(kind: Kind) -> Callable[[Request, str, Record], Awaitable[Record]]:
+    async def save(request: Request, object_id: str, fields: Record) -> Record:
+        return await catalog.update(request.app.state.redis, kind, object_id, fields)
+
+    return save
+
+
+async def _create_image(request: Request, fields: Record) -> Record:
+    return await uploads.create_image(request)
+
+
+async def _delete_files(request: Request, prefix: str) -> None:
+    await anyio.to_thread.run_sync(request.app.state.blobs.delete_prefix, prefix)
+
+
+async def _remove_collection(request: Request, collection_id: str) -> None:
+    await catalog.delete_collection(request.app.state.redis, collection_id, request.app.state.settings.shards)
+    await _delete_files(request, uploads.image_dir(collection_id))
+
+
+async def _remove_item(request: Request, item_id: str) -> None:
+    item = await catalog.delete_item(request.app.state.redis, item_id, request.app.state.settings.shards)
+    await _delete_files(request, uploads.image_dir(item["collection"], item_id))
+
+
+async def _remove_image(request: Request, image_id: str) -> None:
+    image = await catalog.delete_image(request.app.state.redis, image_id, request.app.state.settings.shards)
+    await _delete_files(request, uploads.image_dir(image["collection"], image["item"], image_id))
+
+
+async def _remove_token(request: Request, token: str) -> None:
+    await catalog.delete_token(request.app.state.redis, token)
+
+
+def _image_links(record: Record, base: str) -> Record:
+    prefix = f"{base}/files/{uploads.image_dir(record['collection'], record['item'], record['uuid'])}"
+    return {"file": f"{prefix}/{uploads.ORIGINAL}", **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in uploads.THUMB_SIZES}}
+
+
+UUID = re.compile(r"[0-9a-f]{32}")
+TOKEN = re.compile(r"[0-9a-f]{16}")
+ITEM_FIELDS = {
+    "collection": Field(bodies.reference("collection"), required=True),
+    "name": Field(bodies.text(255, blank=False), required=True),
+    "url": Field(bodies.text(2048)),
+    "custom": Field(bodies.text()),
+    "tracking": Field(bodies.text()),
+    "content": Field(bodies.json_object),
+    "trackable": Field(bodies.boolean),
+}
+
+RESOURCES = (
+    Resource(
+        name="collection",
+        kind=catalog.COLLECTION,
+        id_pattern=UUID,
+        fields={"name": Field(bodies.text(255, blank=False), required=True)},
+        create=_create_collection,
+        save=_save_collection,
+        remove=_remove_collection,
+        lister=_list_collections,
+    ),
+    Resource(
+        name="item",
+        kind=catalog.ITEM,
+        id_pattern=UUID,
+        fields=ITEM_FIELDS,
+        create=_creator(catalog.ITEM, catalog.ITEM_DEFAULTS),
+        save=_saver(catalog.ITEM),
+        remove=_remove_item,
+        lister=_children_lister(catalog.ITEM),
+        create_only=frozenset({"collection"}),
+    ),
+    Resource(
+        name="image",
+        kind=catalog.IMAGE,
+        id_pattern=UUID,
+        fields={},  # nothing to change after the upload
+        create=_create_image,
+        save=_saver(catalog.IMAGE),
+        remove=_remove_image,
+        lister=_children_lister(catalog.IMAGE),
+        upload=True,
+        links=_image_links,
+    ),
+    Resource(
+        name="token",
+        kind=catalog.TOKEN,
+        id_pattern=TOKEN,
+        fields={"collection": Field(bodies.reference("collection"), required=True)},
+        create=_creator(catalog.TOKEN, {}),
+        save=_saver(catalog.TOKEN),
+        remove=_remove_token,
+        lister=_children_lister(catalog.TOKEN),
+        create_only=frozenset({"collection"}),
+    ),
+)

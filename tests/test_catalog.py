@@ -1,0 +1,94 @@
+"""The catalogue's reads for the search path, API keys and atomicity, on fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import cast
+
+import anyio
+import fakeredis
+import pytest
+
+from shared import catalog, keys
+from shared.errors import NotFound, ValidationError
+
+pytestmark = pytest.mark.anyio
+SHARDS = 2
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    connection = fakeredis.FakeAsyncRedis()
+    yield connection
+    await connection.aclose()
+
+
+async def item_in_new_collection(redis: fakeredis.FakeAsyncRedis, **fields: object) -> catalog.Record:
+    collection = await catalog.create_collection(redis, "posters", SHARDS)
+    return await catalog.create_child(redis, catalog.ITEM, {**catalog.ITEM_DEFAULTS, "collection": collection["uuid"], **fields})
+
+
+async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAsyncRedis) -> None:
+    item = await item_in_new_collection(redis, name="poster", content={"k": [1, 2]}, trackable=True)
+    images = [
+        await catalog.create_image(redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=3, features=b"f", shards=SHARDS)
+        for _ in range(2)
+    ]
+    missing = catalog.new_id()
+    found = await catalog.get_items(redis, [item["uuid"], missing, item["uuid"]])
+    assert list(found) == [item["uuid"]]
+    assert found[item["uuid"]]["content"] == {"k": [1, 2]} and found[item["uuid"]]["trackable"] is True
+    assert await catalog.item_image_ids(redis, [item["uuid"], missing]) == {item["uuid"]: [i["uuid"] for i in images], missing: []}
+
+
+async def test_token_lookup_and_revocation(redis: fakeredis.FakeAsyncRedis) -> None:
+    collection = await catalog.create_collection(redis, "posters", SHARDS)
+    token = (await catalog.page(redis, catalog.TOKEN, offset=0, limit=10, parent=collection["uuid"]))[0][0]["token"]
+    assert await catalog.token_collection(redis, token) == collection["uuid"]
+    await catalog.delete_token(redis, token)
+    assert await catalog.token_collection(redis, token) is None
+    with pytest.raises(NotFound):
+        await catalog.delete_token(redis, token)
+
+
+async def test_api_keys_are_stored_as_digests(redis: fakeredis.FakeAsyncRedis) -> None:
+    await catalog.ensure_admin_key(redis, "admin-key")
+    made = await catalog.create_api_key(redis)
+    assert await catalog.check_api_key(redis, "admin-key") and await catalog.check_api_key(redis, made)
+    assert not await catalog.check_api_key(redis, "") and not await catalog.check_api_key(redis, "guess")
+    stored = {cast(bytes, raw).decode() for raw in await redis.smembers(keys.APIKEYS)}
+    assert "admin-key" not in stored and made not in stored and all(len(digest) == 64 for digest in stored)
+
+
+async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsyncRedis) -> None:
+    item = await item_in_new_collection(redis)
+    await catalog.delete_collection(redis, item["collection"], SHARDS)
+    with pytest.raises(ValidationError) as refused:
+        await catalog.create_child(redis, catalog.TOKEN, {"collection": item["collection"]})
+    assert refused.value.details == {"collection": "no such collection"}
+    with pytest.raises(ValidationError):
+        await catalog.create_image(redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=1, features=b"f", shards=SHARDS)
+    streams = {keys.shard_events(shard).encode() for shard in range(SHARDS)}
+    assert set(await redis.keys("*")) <= streams  # nothing but the event streams is left
+
+
+
+async def test_concurrent_creates_with_one_name_yield_one_collection() -> None:
+    """Each create runs on its own connection, so the WATCH on the names hash is what decides."""
+    server = fakeredis.FakeServer()
+    outcomes: list[str] = []
+
+    async def create() -> None:
+        connection = fakeredis.FakeAsyncRedis(server=server)
+        try:
+            await catalog.create_collection(connection, "same", SHARDS)
+            outcomes.append("created")
+        except ValidationError:
+            outcomes.append("refused")
+        finally:
+            await connection.aclose()
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(8):
+            tasks.start_soon(create)
+    assert sorted(outcomes) == ["created"] + ["refused"] * 7
