@@ -87,6 +87,19 @@ def boolean(value: Any) -> bool:
     return value
 
 
+def optional_count(low: int, high: int) -> Callable[[Any], int | None]:
+    """A whole number in [low, high], or null for "no limit"."""
+
+    def check(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, or null")
+        return value
+
+    return check
+
+
 def json_object(value: Any) -> dict[str, Any]:
     if value is None:
         return {}

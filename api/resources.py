@@ -193,8 +193,9 @@ RESOURCES = (
         name="token",
         kind=catalog.TOKEN,
         id_pattern=TOKEN,
-        fields={"collection": Field(bodies.reference("collection"), required=True)},
-        create=_creator(catalog.TOKEN, {}),
+        # rate_limit (our own): searches per second this token may make; null is unlimited.
+        fields={"collection": Field(bodies.reference("collection"), required=True), "rate_limit": Field(bodies.optional_count(1, 100_000))},
+        create=_creator(catalog.TOKEN, {"rate_limit": None}),
         save=_saver(catalog.TOKEN),
         remove=_remove_token,
         lister=_children_lister(catalog.TOKEN),

@@ -19,7 +19,6 @@ from api.forms import SearchForm, parse_search_form, read_form
 from api.render import results_v1, results_v2, thumb_template
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
-from shared.errors import TokenInvalid
 from shared.imagecheck import inspect
 
 
@@ -31,9 +30,7 @@ async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
         form = await parse_search_form(raw, state.settings)
     finally:
         await raw.close()  # uploads past 1 MB are spooled to temporary files
-    collection = await state.tokens.collection_of(form.token)
-    if collection is None:
-        raise TokenInvalid()
+    collection = await state.tokens.admit(form.token)
     # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
     await anyio.to_thread.run_sync(inspect, form.image, state.settings)
     outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score)

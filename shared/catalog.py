@@ -174,10 +174,13 @@ async def find_collections(
     return list(records.values()), len(ordered)
 
 
-async def token_collection(redis: aioredis.Redis, token: str) -> str | None:
-    """The collection id of `token`, or None when the token does not exist or was revoked."""
-    raw = await redis.hget(keys.token(token), "collection")
-    return str(json.loads(raw)) if raw else None
+async def token_grant(redis: aioredis.Redis, token: str) -> tuple[str, int | None] | None:
+    """What `token` allows: its collection id and its rate limit (searches per second, None for
+    none); None when the token does not exist or was revoked."""
+    collection, rate_limit = await redis.hmget(keys.token(token), ["collection", "rate_limit"])
+    if not collection:
+        return None
+    return str(json.loads(collection)), json.loads(rate_limit) if rate_limit else None
 
 
 async def get_items(redis: aioredis.Redis, item_ids: Iterable[str]) -> dict[str, Record]:

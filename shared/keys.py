@@ -17,6 +17,7 @@ Layout (all under the `recog:` prefix):
 | `apikeys` | set | SHA-256 hex digests of management API keys |
 | `shard:{n}:collections` | set | ids of the collections shard n owns |
 | `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
+| `rate:{token}:{second}` | string | searches a rate-limited token made in that second; expires |
 | `reply:{job_id}` | list | a search's msgpack reply, pushed once by a worker; expires |
 | `worker:{name}` | hash | a worker's heartbeat: shards served, indexed images, jobs done |
 | `workers` | zset | worker names scored by last heartbeat time |
@@ -73,6 +74,10 @@ def shard_collections(shard: int) -> str:
 
 def shard_events(shard: int) -> str:
     return f"{PREFIX}shard:{shard}:events"
+
+
+def rate(token: str, second: int) -> str:
+    return f"{PREFIX}rate:{token}:{second}"
 
 
 def reply(job_id: str) -> str:

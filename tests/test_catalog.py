@@ -44,9 +44,9 @@ async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAs
 async def test_token_lookup_and_revocation(redis: fakeredis.FakeAsyncRedis) -> None:
     collection = await catalog.create_collection(redis, "posters", SHARDS)
     token = (await catalog.page(redis, catalog.TOKEN, offset=0, limit=10, parent=collection["uuid"]))[0][0]["token"]
-    assert await catalog.token_collection(redis, token) == collection["uuid"]
+    assert await catalog.token_grant(redis, token) == (collection["uuid"], None)
     await catalog.delete_token(redis, token)
-    assert await catalog.token_collection(redis, token) is None
+    assert await catalog.token_grant(redis, token) is None
     with pytest.raises(NotFound):
         await catalog.delete_token(redis, token)
 

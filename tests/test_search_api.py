@@ -149,6 +149,20 @@ def test_deleted_token_is_refused_one_second_after_204(stack: Stack) -> None:
         assert (response.status_code, error_code(response)) == (403, "TOKEN_INVALID")
 
 
+def test_token_over_its_rate_limit_gets_429(stack: Stack, indexed: dict) -> None:
+    with stack.admin() as admin, stack.client() as client:
+        created = admin.post("/api/v0/token/", json={"collection": indexed["collection"], "rate_limit": 1})
+        assert created.status_code == 201, created.text
+        assert created.json()["rate_limit"] == 1
+        query = photo(1)
+        responses = [search(client, created.json()["token"], query) for _ in range(3)]
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, [r.status_code for r in responses]
+    assert error_code(refused[0]) == "SCAN_QUOTA_EXCEEDED"
+    assert refused[0].headers["Retry-After"] == "1"
+    assert responses[0].status_code == 200
+
+
 def _png(mode: str, size: tuple[int, int], alpha: int | None = None) -> bytes:
     image = Image.new(mode, size, (120, 80, 40, alpha) if mode == "RGBA" else 0)
     out = io.BytesIO()
