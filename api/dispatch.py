@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from rq import Queue
 
+from api.admission import Admission
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
@@ -48,6 +49,7 @@ class Dispatcher:
             Queue(queue_name(s), connection=self._sync, serializer=MsgpackSerializer) for s in range(settings.shards)
         ]
         self._limiter = anyio.CapacityLimiter(_ENQUEUE_THREADS)
+        self._admission = Admission(redis_async, self._queues, settings.deadline_ms / 1000)
         self.in_flight = 0
 
     def queue(self, shard: int) -> Queue:
@@ -56,7 +58,8 @@ class Dispatcher:
     async def search(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
         """Queues one search and returns the worker's reply; raises the contract's errors.
 
-        ServerBusy when this process already has `max_in_flight` searches waiting; Timeout when no
+        ServerBusy when this process already has `max_in_flight` searches waiting or the shard's
+        queue is deeper than its workers can drain before the deadline; Timeout when no
         reply arrives by the deadline (the worker then drops the job unanswered); a worker-side error
         code (IMAGE_NO_DETAILS, ...) as its error class.
         """
@@ -82,6 +85,7 @@ class Dispatcher:
             min_score=min_score,
         )
         shard = shard_of(collection, self._settings.shards)
+        await self._admission.check(shard)
         queue = self._queues[shard]
         ttl = max(1, int(deadline_s + 1))
 
@@ -107,6 +111,7 @@ class Dispatcher:
         if popped is None:
             raise Timeout()
         reply = decode_reply(popped[1])
+        self._admission.observe(reply.timings.get("total", 0.0))
         if reply.error:
             error = by_code(reply.error)
             raise error() if error.status < 500 else ServerError()

@@ -1,4 +1,5 @@
-"""SERVER_BUSY and TIMEOUT, produced by an API process whose shards have no worker."""
+"""SERVER_BUSY and TIMEOUT, produced by an API process whose shards have no worker, a hung
+worker (a heartbeat that never takes jobs), or a queue too deep to drain before the deadline."""
 
 from __future__ import annotations
 
@@ -6,25 +7,38 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from rq import Queue
 
+from shared import keys
+from shared.codec import MsgpackSerializer
+from shared.shards import queue_name, shard_of
 from tests import imagegen
 from tests.conftest import Stack, free_port, recog_command, stack_env
 from tests.stackclient import error_code, make_collection, search
 
 DEADLINE_MS = 1500
+SHARDS = 4
 
 
 @pytest.fixture(scope="module")
-def stalled(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def db(redis_url: str) -> Iterator[redis.Redis]:
     # A database of its own, so the main stack's worker cannot take these jobs.
-    url = redis_url.rsplit("/", 1)[0] + "/14"
-    connection = redis.Redis.from_url(url)
+    connection = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/14")
     connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def stalled(db: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    url = "redis://{host}:{port}/14".format(**db.connection_pool.connection_kwargs)
     port = free_port()
     env = stack_env(url, Path(tmp_path_factory.mktemp("stalled")), RECOG_DEADLINE_MS=str(DEADLINE_MS), RECOG_MAX_IN_FLIGHT="1")
     api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
@@ -40,33 +54,85 @@ def stalled(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
     finally:
         running.stop()
-        connection.flushdb()
-        connection.close()
 
 
-def test_no_worker_means_504_within_the_deadline_and_503_when_full(stalled: Stack) -> None:
-    query = imagegen.encode_jpeg(imagegen.textured(5, 640, 480), 85)
+@contextmanager
+def hung_worker(db: redis.Redis) -> Iterator[None]:
+    """A heartbeat for every shard from a worker that never takes a job."""
+    stop = threading.Event()
+    name = "hung-worker"
+
+    def beat() -> None:
+        while not stop.is_set():
+            db.hset(keys.worker(name), mapping={"name": name, "shards": ",".join(map(str, range(SHARDS)))})
+            db.zadd(keys.WORKERS, {name: time.time()})
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    try:
+        time.sleep(0.6)  # past the front end's snapshot refresh
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        db.delete(keys.worker(name))
+        db.zrem(keys.WORKERS, name)
+
+
+def query() -> bytes:
+    return imagegen.encode_jpeg(imagegen.textured(5, 640, 480), 85)
+
+
+def test_no_live_worker_is_503_at_once(stalled: Stack) -> None:
+    with stalled.admin() as admin:
+        _, token = make_collection(admin)
+    with stalled.client() as client:
+        started = time.monotonic()
+        response = search(client, token, query())
+    assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert time.monotonic() - started < DEADLINE_MS / 1000
+
+
+def test_hung_worker_is_504_by_the_deadline_and_503_when_in_flight_is_full(stalled: Stack, db: redis.Redis) -> None:
     with stalled.admin() as admin:
         _, token = make_collection(admin)
     first: list[httpx.Response] = []
 
     def waiting_search() -> None:
         with stalled.client() as client:
-            first.append(search(client, token, query))
+            first.append(search(client, token, query()))
 
-    started = time.monotonic()
-    thread = threading.Thread(target=waiting_search)
-    thread.start()
-    time.sleep(DEADLINE_MS / 3000)  # the first search is now waiting for a worker
-    with stalled.client() as client:
-        busy = search(client, token, query)
-    thread.join()
-    elapsed = time.monotonic() - started
+    with hung_worker(db):
+        started = time.monotonic()
+        thread = threading.Thread(target=waiting_search)
+        thread.start()
+        time.sleep(DEADLINE_MS / 3000)  # the first search is now waiting for a worker
+        with stalled.client() as client:
+            busy = search(client, token, query())
+        thread.join()
+        elapsed = time.monotonic() - started
 
     assert (busy.status_code, error_code(busy)) == (503, "SERVER_BUSY")
-    assert int(busy.headers["Retry-After"]) >= 1
     assert (first[0].status_code, error_code(first[0])) == (504, "TIMEOUT")
     assert elapsed < DEADLINE_MS / 1000 + 2
+
+
+def test_queue_deeper_than_the_deadline_is_503(stalled: Stack, db: redis.Redis) -> None:
+    with stalled.admin() as admin:
+        collection, token = make_collection(admin)
+    backlog = Queue(queue_name(shard_of(collection, SHARDS)), connection=db, serializer=MsgpackSerializer)
+    db.rpush(backlog.key, *[f"queued-{n}" for n in range(200)])
+    try:
+        with hung_worker(db), stalled.client() as client:
+            started = time.monotonic()
+            response = search(client, token, query())
+    finally:
+        db.delete(backlog.key)
+    assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY")
+    assert time.monotonic() - started < 0.5
+    assert int(response.headers["Retry-After"]) >= 1
 
 
 def test_readyz_names_the_shards_without_workers(stalled: Stack) -> None:
