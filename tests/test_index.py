@@ -1,0 +1,169 @@
+"""The collection index and the recognition pipeline, on generated posters and photos."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from shared.errors import ImageNoDetails
+from tests import imagegen
+from workers.decode import decode_gray
+from workers.features import Features, extract
+from workers.index import CollectionIndex, Match
+from workers.recognize import recognize
+
+SEEDS = range(1, 31)
+QUERY = (640, 480)
+CORNERS = np.array([[150, 90], [470, 120], [130, 400], [500, 380]], np.float64)
+
+
+def reference(seed: int) -> np.ndarray:
+    return imagegen.textured(seed, 480, 360)
+
+
+def features_of(seed: int) -> Features:
+    return extract(decode_gray(imagegen.encode_jpeg(reference(seed), 92)))
+
+
+@pytest.fixture(scope="module")
+def index() -> CollectionIndex:
+    built = CollectionIndex()
+    for seed in SEEDS:
+        built.add(f"img-{seed}", features_of(seed))
+    return built
+
+
+def photo(seed: int, corners: np.ndarray = CORNERS, size: tuple[int, int] = QUERY, background: int = 900) -> np.ndarray:
+    return imagegen.place(imagegen.clutter(background, *size), reference(seed), corners)
+
+
+def corner_error(match: Match, corners_px: np.ndarray, size: tuple[int, int]) -> float:
+    """Largest corner distance as a fraction of the query diagonal."""
+    found = match.corners * np.array(size)
+    return float(np.linalg.norm(found - corners_px, axis=1).max() / np.hypot(*size))
+
+
+def test_perspective_photo_is_found_first_with_its_corners(index: CollectionIndex) -> None:
+    matches, timings = recognize(index, imagegen.encode_jpeg(photo(7), 85), 10)
+    assert matches and matches[0].image_id == "img-7"
+    assert 0 < matches[0].score <= 100
+    assert matches[0].corners.shape == (4, 2)
+    assert corner_error(matches[0], CORNERS, QUERY) <= 0.05
+    assert set(timings) == {"decode", "features", "search", "verify", "total"}
+
+
+def test_unrelated_photo_gives_nothing(index: CollectionIndex) -> None:
+    assert recognize(index, imagegen.encode_jpeg(photo(77), 85), 10)[0] == []
+    assert recognize(index, imagegen.encode_jpeg(imagegen.clutter(5, 640, 480), 85), 10)[0] == []
+
+
+def test_two_posters_in_one_photo_are_both_returned(index: CollectionIndex) -> None:
+    scene = imagegen.clutter(901, 1280, 720)
+    left = np.array([[40, 120], [600, 140], [60, 580], [610, 560]], np.float64)
+    right = np.array([[680, 130], [1240, 110], [690, 570], [1250, 590]], np.float64)
+    scene = imagegen.place(imagegen.place(scene, reference(3), left), reference(4), right)
+    matches, _ = recognize(index, imagegen.encode_jpeg(scene, 88), 10)
+    by_id = {m.image_id: m for m in matches}
+    assert {"img-3", "img-4"} <= set(by_id)
+    assert corner_error(by_id["img-3"], left, (1280, 720)) <= 0.05
+    assert corner_error(by_id["img-4"], right, (1280, 720)) <= 0.05
+    scores = [m.score for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    assert len(by_id) == len(matches)
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_rotated_photo_has_corners_in_the_displayed_orientation(index: CollectionIndex, orientation: int) -> None:
+    displayed = photo(11)
+    matches, _ = recognize(index, imagegen.encode_jpeg(displayed, 90, orientation=orientation), 10)
+    assert matches and matches[0].image_id == "img-11"
+    assert corner_error(matches[0], CORNERS, QUERY) <= 0.05
+
+
+def test_large_photo_is_found_with_normalised_corners(index: CollectionIndex) -> None:
+    size = (1600, 1200)
+    corners = CORNERS * 2.5
+    matches, _ = recognize(index, imagegen.encode_jpeg(photo(13, corners, size), 85), 10)
+    assert matches and matches[0].image_id == "img-13"
+    assert corner_error(matches[0], corners, size) <= 0.05
+
+
+def test_featureless_photo_raises_no_details(index: CollectionIndex) -> None:
+    with pytest.raises(ImageNoDetails):
+        recognize(index, imagegen.encode_png(imagegen.flat(640, 480)), 10)
+
+
+def test_max_results_limits_the_answer(index: CollectionIndex) -> None:
+    scene = imagegen.clutter(901, 1280, 720)
+    scene = imagegen.place(scene, reference(3), np.array([[40, 120], [600, 140], [60, 580], [610, 560]]))
+    scene = imagegen.place(scene, reference(4), np.array([[680, 130], [1240, 110], [690, 570], [1250, 590]]))
+    assert len(recognize(index, imagegen.encode_jpeg(scene, 88), 1)[0]) == 1
+
+
+def test_remove_stops_matching_and_re_add_restores() -> None:
+    index = CollectionIndex()
+    for seed in range(1, 6):
+        index.add(f"img-{seed}", features_of(seed))
+    query = extract(decode_gray(imagegen.encode_jpeg(photo(2), 85)))
+    assert [m.image_id for m in index.search(query)] == ["img-2"]
+    index.remove("img-2")
+    index.remove("img-2")  # absent: no error
+    index.remove("never-added")
+    assert len(index) == 4
+    assert index.search(query) == []
+    index.add("img-2", features_of(2))
+    assert [m.image_id for m in index.search(query)] == ["img-2"]
+    index.add("img-2", features_of(2))  # re-adding replaces
+    assert len(index) == 5
+    assert [m.image_id for m in index.search(query)] == ["img-2"]
+
+
+def test_replacing_an_id_with_another_picture_matches_only_the_new_one() -> None:
+    index = CollectionIndex()
+    index.add("poster", features_of(1))
+    index.add("poster", features_of(2))
+    assert index.search(extract(decode_gray(imagegen.encode_jpeg(photo(1), 85)))) == []
+    assert [m.image_id for m in index.search(extract(decode_gray(imagegen.encode_jpeg(photo(2), 85))))] == ["poster"]
+
+
+def test_many_removals_compact_the_index_and_keep_the_rest_searchable() -> None:
+    index = CollectionIndex()
+    for seed in range(1, 9):
+        index.add(f"img-{seed}", features_of(seed))
+    for seed in range(1, 8):
+        index.remove(f"img-{seed}")
+    assert len(index) == 1
+    found = index.search(extract(decode_gray(imagegen.encode_jpeg(photo(8), 85))))
+    assert [m.image_id for m in found] == ["img-8"]
+
+
+def test_empty_index_finds_nothing() -> None:
+    assert recognize(CollectionIndex(), imagegen.encode_jpeg(photo(1), 85), 10)[0] == []
+
+
+def test_adds_and_removes_while_searching() -> None:
+    index = CollectionIndex()
+    index.add("img-1", features_of(1))
+    pool = [features_of(seed) for seed in range(2, 6)]
+    query = extract(decode_gray(imagegen.encode_jpeg(photo(1), 85)))
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for round_ in range(10):
+                for i, features in enumerate(pool):
+                    index.add(f"churn-{i}", features)
+                for i in range(len(pool)):
+                    if (i + round_) % 2:
+                        index.remove(f"churn-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    while thread.is_alive():
+        assert [m.image_id for m in index.search(query)][:1] == ["img-1"]
+    thread.join()
+    assert not errors

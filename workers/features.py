@@ -1,0 +1,117 @@
+"""ORB features of one image: what is indexed for a reference and what a query is matched with.
+
+Every image is first brought to a common analysis size (long side `ANALYSIS_LONG_SIDE` px), so
+FAST thresholds, ORB patch sizes and the number of features mean the same for a 400 px postcard and
+a 4000 px photo. CLAHE equalises local contrast first, because FAST's threshold is absolute: a dim or
+washed-out photo would otherwise lose most of its corners. Keypoints are then scaled back to the
+pixel coordinates of the image the caller passed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from shared.errors import CodecError, ImageNoDetails
+
+ANALYSIS_LONG_SIDE = 640  # px; queries from phone SDKs are 640x480, so most need no resize at all
+DEFAULT_MAX_FEATURES = 1000
+MIN_QUERY_FEATURES = 40  # fewer keypoints cannot give a homography with enough inliers to accept
+DESCRIPTOR_BYTES = 32  # ORB: 256 bits
+
+_MAGIC = b"ORB1"
+_HEADER = struct.Struct("<4sIII")  # magic, width, height, count
+_FIXED = 65535.0  # coordinates are stored as uint16 fractions of the image size
+_CLAHE_CLIP = 2.0
+_CLAHE_TILES = (8, 8)
+_STAR_COUNTS = (50, 150, 300, 500, 800)  # keypoints needed for 1..5 stars
+_SPREAD_GRID = 4  # recognisability looks at a 4x4 grid of cells
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """ORB keypoints and descriptors of one image.
+
+    keypoints: (N, 2) float32 x, y in pixels of the image passed to `extract` (pixel-centre
+    coordinates, as OpenCV gives them). descriptors: (N, 32) uint8. width, height: that image's
+    size in pixels.
+    """
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    def to_bytes(self) -> bytes:
+        """Compact form: 16-byte header, then uint16 fixed-point x, y, then descriptors (36 B/feature)."""
+        scale = np.array([self.width, self.height], np.float64)
+        fixed = np.clip(np.rint(self.keypoints / scale * _FIXED), 0, _FIXED).astype("<u2")
+        header = _HEADER.pack(_MAGIC, self.width, self.height, len(self))
+        return header + fixed.tobytes() + np.ascontiguousarray(self.descriptors, np.uint8).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Features:
+        """Inverse of `to_bytes` (coordinates within 1/65535 of the size); raises CodecError."""
+        if len(data) < _HEADER.size:
+            raise CodecError("features: truncated header")
+        magic, width, height, count = _HEADER.unpack_from(data)
+        if magic != _MAGIC or width == 0 or height == 0:
+            raise CodecError("features: not an ORB1 record")
+        if len(data) != _HEADER.size + count * (4 + DESCRIPTOR_BYTES):
+            raise CodecError("features: length does not match the feature count")
+        fixed = np.frombuffer(data, "<u2", count * 2, _HEADER.size).reshape(count, 2)
+        keypoints = (fixed.astype(np.float32) / np.float32(_FIXED)) * np.array([width, height], np.float32)
+        descriptors = np.frombuffer(data, np.uint8, offset=_HEADER.size + count * 4).reshape(count, DESCRIPTOR_BYTES)
+        return cls(keypoints, descriptors.copy(), width, height)
+
+
+def _orb(max_features: int) -> cv2.ORB:
+    return cv2.ORB.create(nfeatures=max_features, scaleFactor=1.2, nlevels=8, fastThreshold=20)
+
+
+def extract(gray: np.ndarray, max_features: int = DEFAULT_MAX_FEATURES) -> Features:
+    """ORB features of an (h, w) uint8 grey image, keypoints in that image's pixels."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError(f"extract wants an (h, w) uint8 image, got {gray.shape} {gray.dtype}")
+    height, width = gray.shape
+    scale = ANALYSIS_LONG_SIDE / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    analysed = gray if size == (width, height) else cv2.resize(gray, size, interpolation=interpolation)
+    analysed = cv2.createCLAHE(_CLAHE_CLIP, _CLAHE_TILES).apply(analysed)
+    keypoints, descriptors = _orb(max_features).detectAndCompute(analysed, None)
+    if descriptors is None or not keypoints:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), width, height)
+    points = np.asarray(cv2.KeyPoint.convert(keypoints), np.float32)
+    # Pixel-centre coordinates scale about the half-pixel offset, not about 0.
+    back = np.array([width / size[0], height / size[1]], np.float32)
+    points = (points + 0.5) * back - 0.5
+    return Features(points, descriptors, width, height)
+
+
+def recognisability(f: Features) -> int:
+    """0..5 stars: how likely the image is to be found, from keypoint count and spatial spread.
+
+    Below ~300 ORB keypoints references are rarely found; keypoints bunched in one corner give
+    fragile homographies, so the stars drop with the share of empty cells of a 4x4 grid.
+    """
+    stars = sum(len(f) >= n for n in _STAR_COUNTS)
+    if stars == 0:
+        return 0
+    cells = np.floor(f.keypoints / np.array([f.width, f.height], np.float32) * _SPREAD_GRID).astype(int)
+    cells = np.clip(cells, 0, _SPREAD_GRID - 1)
+    occupied = len(np.unique(cells[:, 1] * _SPREAD_GRID + cells[:, 0])) / _SPREAD_GRID**2
+    penalty = 2 if occupied < 0.25 else 1 if occupied < 0.5 else 0
+    return max(1, stars - penalty)
+
+
+def require_details(f: Features) -> None:
+    """Raises ImageNoDetails when a query has too few features to ever be verified."""
+    if len(f) < MIN_QUERY_FEATURES:
+        raise ImageNoDetails()

@@ -1,0 +1,189 @@
+"""A collection's in-memory search index: inverted file over visual words, then geometric checks.
+
+Every reference keypoint is filed under its visual word (`workers.vocabulary`) in a faiss binary
+inverted file that keeps the full 256-bit descriptor, so a query descriptor is compared exactly
+(Hamming) only with the few reference descriptors of its own word(s), never with the whole
+collection. Matches within `MAX_HAMMING` bits vote for their reference; the best-voted candidates
+are then verified geometrically (`workers.verify`), each with its own correspondences, so two
+posters in one photo are both found.
+
+Posting ids pack (slot, keypoint): `slot << KEYPOINT_BITS | keypoint`. A slot is one added version
+of a reference; removing or replacing marks the slot dead (a tombstone, O(1)) and its postings are
+dropped from the inverted file in one pass once dead postings exceed `COMPACT_FRACTION`, so `add`
+stays O(features) and never rebuilds the index.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from workers import vocabulary
+from workers.features import Features
+from workers.verify import MIN_INLIERS, verify
+
+KEYPOINT_BITS = 12  # at most 4096 keypoints per reference
+MAX_HAMMING = 64  # of 256 bits: above this ORB descriptor pairs are mostly unrelated
+NEIGHBOURS = 8  # reference descriptors kept per query descriptor
+NPROBE = 2  # words probed per query descriptor: recovers matches split by a word boundary
+MAX_CANDIDATES = 8  # references verified per search
+COMPACT_FRACTION = 0.25
+
+# A worker runs one search at a time per core; faiss's OpenMP threads on a 1000-query batch only
+# add spin-waiting (3x slower p50 measured on a busy 2-core host), so faiss stays single-threaded.
+faiss.omp_set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A recognised reference.
+
+    score: 0..100, higher = surer. corners: (4, 2) float64 TL, TR, BL, BR of the reference in the
+    query, normalised by the query's width and height, pixel-edge convention.
+    """
+
+    image_id: str
+    score: float
+    corners: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One indexed version of a reference image (a slot of the inverted file)."""
+
+    image_id: str
+    keypoints: np.ndarray  # (N, 2) float32 pixels of the reference
+    size: tuple[int, int]  # (width, height) pixels
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The shortlist of one query: per candidate reference, its (M, 2) matched point pairs."""
+
+    references: list[Reference]
+    ref_points: list[np.ndarray]
+    query_points: list[np.ndarray]
+    query_size: tuple[int, int]
+
+
+class CollectionIndex:
+    """Thread-safe: `add`/`remove` may run on one thread while `search` runs on others."""
+
+    def __init__(self) -> None:
+        words = vocabulary.quantizer().index  # shared and cached for the process: the IVF borrows it
+        self._ivf = faiss.IndexBinaryIVF(words, vocabulary.BITS, words.ntotal)
+        self._ivf.nprobe = NPROBE
+        self._slots: list[Reference | None] = []
+        self._slot_of: dict[str, int] = {}
+        self._dead: list[np.ndarray] = []  # posting ids of dropped slots, still in the inverted file
+        self._dead_postings = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def add(self, image_id: str, features: Features) -> None:
+        """Indexes (or re-indexes) one reference; keeps its first 4096 keypoints at most."""
+        count = min(len(features), 1 << KEYPOINT_BITS)
+        reference = Reference(image_id, features.keypoints[:count].copy(), (features.width, features.height))
+        descriptors = np.ascontiguousarray(features.descriptors[:count], np.uint8)
+        with self._lock:
+            self._drop(image_id)
+            slot = len(self._slots)
+            self._slots.append(reference)
+            self._slot_of[image_id] = slot
+            if count:
+                self._ivf.add_with_ids(descriptors, _posting_ids(slot, count))
+
+    def remove(self, image_id: str) -> None:
+        """Stops matching `image_id`; no error if it is not indexed."""
+        with self._lock:
+            self._drop(image_id)
+
+    def _drop(self, image_id: str) -> None:
+        """Tombstones the image's slot; compacts the inverted file when enough is dead. Lock held."""
+        slot = self._slot_of.pop(image_id, None)
+        if slot is None:
+            return
+        reference = self._slots[slot]
+        self._slots[slot] = None
+        if reference is not None:
+            self._dead.append(_posting_ids(slot, len(reference.keypoints)))
+            self._dead_postings += len(reference.keypoints)
+        if self._dead_postings > COMPACT_FRACTION * max(self._ivf.ntotal, 1):
+            # One O(postings) pass over the inverted lists, amortised over many removals.
+            self._ivf.remove_ids(faiss.IDSelectorBatch(np.concatenate(self._dead)))
+            self._dead, self._dead_postings = [], 0
+
+    def shortlist(self, query: Features) -> Candidates:
+        """Word-level matching and voting: the references worth verifying, best first."""
+        size = (query.width, query.height)
+        if len(query) == 0:
+            return Candidates([], [], [], size)
+        descriptors = np.ascontiguousarray(query.descriptors, np.uint8)
+        with self._lock:
+            if self._ivf.ntotal == 0:
+                return Candidates([], [], [], size)
+            distances, ids = self._ivf.search(descriptors, NEIGHBOURS)
+            slots = self._slots  # entries are only ever replaced by None, so a snapshot is safe
+        keep = (ids >= 0) & (distances <= MAX_HAMMING)
+        query_index = np.nonzero(keep)[0]
+        ids, distances = ids[keep], distances[keep]
+        # One-to-one per reference: each query keypoint and each reference keypoint used once,
+        # the closest pair winning (repeated texture would otherwise stuff the ballot).
+        pairs = _one_to_one(query_index, ids, distances, len(query))
+        query_index, ids, distances = query_index[pairs], ids[pairs], distances[pairs]
+        slot, keypoint = ids >> KEYPOINT_BITS, ids & ((1 << KEYPOINT_BITS) - 1)
+        # Closer descriptor pairs are likelier true matches: weight votes like Hamming embedding.
+        weights = np.exp(-((distances / (MAX_HAMMING / 2.0)) ** 2))
+        voted, inverse, counts = np.unique(slot, return_inverse=True, return_counts=True)
+        votes = np.bincount(inverse, weights=weights)
+        candidates = [i for i in np.argsort(-votes) if counts[i] >= MIN_INLIERS][: MAX_CANDIDATES * 2]
+        references, ref_points, query_points = [], [], []
+        for i in candidates:
+            reference = slots[int(voted[i])]
+            if reference is None:
+                continue
+            pairs = inverse == i
+            references.append(reference)
+            ref_points.append(reference.keypoints[keypoint[pairs]])
+            query_points.append(query.keypoints[query_index[pairs]])
+            if len(references) == MAX_CANDIDATES:
+                break
+        return Candidates(references, ref_points, query_points, size)
+
+    def search(self, query: Features, max_results: int = 10) -> list[Match]:
+        """Verified matches, best first, at most one per image and `max_results` in all."""
+        return verify_candidates(self.shortlist(query), max_results)
+
+
+def _posting_ids(slot: int, count: int) -> np.ndarray:
+    """(count,) int64 inverted-file ids of a slot's first `count` keypoints."""
+    return (np.int64(slot) << KEYPOINT_BITS) | np.arange(count, dtype=np.int64)
+
+
+def _one_to_one(query_index: np.ndarray, ids: np.ndarray, distances: np.ndarray, query_count: int) -> np.ndarray:
+    """Indices of the (M,) match arrays keeping, per reference, each query keypoint and each
+    reference keypoint (posting id) once: the closest pair wins."""
+    order = np.argsort(distances, kind="stable")
+    slot = ids[order] >> KEYPOINT_BITS
+    _, first = np.unique(slot * (query_count + 1) + query_index[order], return_index=True)
+    order = order[np.sort(first)]  # still closest first
+    _, first = np.unique(ids[order], return_index=True)
+    return order[first]
+
+
+def verify_candidates(candidates: Candidates, max_results: int) -> list[Match]:
+    """Geometric verification of each shortlisted reference with its own correspondences."""
+    matches = []
+    for reference, ref_points, query_points in zip(
+        candidates.references, candidates.ref_points, candidates.query_points, strict=True
+    ):
+        verified = verify(ref_points, query_points, reference.size, candidates.query_size)
+        if verified is not None:
+            matches.append(Match(reference.image_id, verified.score, verified.corners))
+    matches.sort(key=lambda m: m.score, reverse=True)
+    return matches[:max_results]
