@@ -16,6 +16,7 @@ from rq.utils import utcparse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import keys
+from shared.ownership import LIVE_SECONDS
 
 if TYPE_CHECKING:
     from api.dispatch import Dispatcher, Outcome
@@ -35,9 +36,6 @@ OLDEST_JOB = Gauge("recog_queue_oldest_job_age_seconds", "Age of the oldest queu
 LIVE_WORKERS = Gauge("recog_live_workers", "Workers with a fresh heartbeat serving a shard", ["shard"])
 INDEXED_IMAGES = Gauge("recog_indexed_images", "Reference images indexed for a shard (as its workers report)", ["shard"])
 
-# A worker whose heartbeat is older than this is taken for dead.
-HEARTBEAT_FRESH_SECONDS = 10.0
-
 
 def observe_search(outcome: Outcome) -> None:
     worker_ms = outcome.reply.timings.get("total", 0.0)
@@ -51,7 +49,7 @@ def observe_error(code: str) -> None:
 
 async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[dict[str, str]]]:
     """Per shard, the heartbeats of the workers serving it that are fresh enough to count as alive."""
-    names = await redis.zrangebyscore(keys.WORKERS, time.time() - HEARTBEAT_FRESH_SECONDS, "+inf")
+    names = await redis.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")
     by_shard: dict[int, list[dict[str, str]]] = {s: [] for s in range(shards)}
     if not names:
         return by_shard

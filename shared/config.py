@@ -29,7 +29,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RECOG_DATA_DIR", "./recog-data", "Where originals, thumbnails and the private Redis's data are kept."),
     Variable("RECOG_PUBLIC_URL", "", "Base URL written into returned links (e.g. https://recog.example.com). Empty: taken from each request's Host."),
     Variable("RECOG_SHARDS", "8", "Number of shards collections are spread over (a stable hash of the collection id). Fixed for the life of a deployment."),
-    Variable("RECOG_WORKER_SHARDS", "all", "Shards this worker serves: `all`, or a list such as `0,1,4-7`."),
+    Variable("RECOG_WORKER_SHARDS", "auto", "Shards this worker serves: `auto` (shared out among live workers by rendezvous hashing), `all`, or a fixed list such as `0,1,4-7`."),
+    Variable("RECOG_REPLICAS", "2", "With `auto`, how many live workers serve each shard."),
     Variable("RECOG_ADMIN_API_KEY", "", "When set, a valid management API key (so scripts can drive a fresh stack)."),
     Variable("RECOG_MAX_UPLOAD_BYTES", "8388608", "Largest accepted image upload, in bytes (IMAGE_TOO_LARGE above)."),
     Variable("RECOG_MAX_PIXELS", "40000000", "Largest accepted image, in pixels (width x height), against decompression bombs."),
@@ -66,10 +67,13 @@ def _float(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-def parse_shard_list(text: str, shards: int) -> frozenset[int]:
-    """`all`, or comma-separated shard numbers and ranges (`0,2-3`), checked against `shards`."""
+def parse_shard_list(text: str, shards: int) -> frozenset[int] | None:
+    """None for `auto`; else `all` or comma-separated shard numbers and ranges (`0,2-3`), checked
+    against `shards`."""
     text = text.strip()
-    if text in ("", "all"):
+    if text in ("", "auto"):
+        return None
+    if text == "all":
         return frozenset(range(shards))
     chosen: set[int] = set()
     for part in text.split(","):
@@ -90,7 +94,8 @@ class Settings:
     data_dir: Path
     public_url: str
     shards: int
-    worker_shards: frozenset[int]
+    worker_shards: frozenset[int] | None  # None: assigned automatically (shared.ownership)
+    replicas: int
     admin_api_key: str
     max_upload_bytes: int
     max_pixels: int
@@ -113,7 +118,8 @@ class Settings:
             data_dir=Path(env.get("RECOG_DATA_DIR") or _DEFAULTS["RECOG_DATA_DIR"]).resolve(),
             public_url=env.get("RECOG_PUBLIC_URL", "").rstrip("/"),
             shards=shards,
-            worker_shards=parse_shard_list(env.get("RECOG_WORKER_SHARDS", "all"), shards),
+            worker_shards=parse_shard_list(env.get("RECOG_WORKER_SHARDS", "auto"), shards),
+            replicas=_int(env, "RECOG_REPLICAS", low=1),
             admin_api_key=env.get("RECOG_ADMIN_API_KEY", ""),
             max_upload_bytes=_int(env, "RECOG_MAX_UPLOAD_BYTES", low=1024),
             max_pixels=_int(env, "RECOG_MAX_PIXELS", low=10_000),

@@ -6,7 +6,8 @@ from shared.config import VARIABLES, ConfigError, Settings, markdown_table, pars
 def test_defaults_are_sensible() -> None:
     settings = Settings.from_env({})
     assert settings.shards == 8
-    assert settings.worker_shards == frozenset(range(8))
+    assert settings.worker_shards is None  # automatic
+    assert settings.replicas == 2
     assert settings.min_side == 100
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
 
@@ -33,8 +34,9 @@ def test_bad_values_fail_loudly(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
-def test_shard_list_all() -> None:
+def test_shard_list_all_and_auto() -> None:
     assert parse_shard_list("all", 3) == frozenset({0, 1, 2})
+    assert parse_shard_list("auto", 3) is None
 
 
 def test_readme_table_lists_every_variable() -> None:

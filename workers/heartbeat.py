@@ -19,7 +19,7 @@ from workers.jobs import WorkerContext
 
 log = logging.getLogger("recog.worker.heartbeat")
 
-INTERVAL_SECONDS = 2.0
+INTERVAL_SECONDS = 1.0
 # The hash outlives a few missed beats; readers judge liveness by the zset score.
 _KEY_TTL_SECONDS = 30
 # Names of workers silent this long are dropped from the zset.
@@ -28,19 +28,23 @@ _FORGET_SECONDS = 3600
 
 def beat(context: WorkerContext) -> None:
     now = time.time()
-    counts = context.state.images_per_shard()
+    serving = context.manager.listening
+    images = context.state.images_per_shard()
     fields: dict[str, str | int | float] = {
         "name": context.name,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "shards": ",".join(str(s) for s in sorted(counts)),
+        "shards": ",".join(str(s) for s in sorted(serving)),
         "jobs_done": context.done,
         "jobs_dropped": context.dropped,
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "beat_at": now,
-        **{f"images:{shard}": n for shard, n in counts.items()},
+        **{f"images:{shard}": images.get(shard, 0) for shard in serving},
     }
-    with context.connection.pipeline(transaction=False) as pipe:
+    # MULTI, so a reader never sees the hash between the delete (dropping released shards'
+    # fields) and the write.
+    with context.connection.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.worker(context.name))
         pipe.hset(keys.worker(context.name), mapping=fields)
         pipe.expire(keys.worker(context.name), _KEY_TTL_SECONDS)
         pipe.zadd(keys.WORKERS, {context.name: now})

@@ -15,6 +15,7 @@ import redis
 from shared.codec import Hit, SearchJob, SearchReply, decode_job, encode_reply
 from shared.errors import RecogError
 from workers.index import Match
+from workers.ownership import ShardManager
 from workers.recognize import recognize
 from workers.shard_state import Collection, ShardState
 
@@ -25,6 +26,7 @@ log = logging.getLogger("recog.worker.jobs")
 class WorkerContext:
     name: str
     state: ShardState
+    manager: ShardManager
     connection: redis.Redis
     reply_ttl_seconds: int
     done: int = 0

@@ -1,9 +1,10 @@
 """The indexes a worker holds: one `CollectionIndex` per collection of the shards it serves.
 
-Loaded once at start from the features hashes in Redis, then kept current by tailing each shard's
+A shard is loaded from the features hashes in Redis, then kept current by tailing the shard's
 event stream (`keys.shard_events`), so an uploaded image is searchable within a second without a
 restart. The stream position is read *before* loading, so an event that races the load is applied
 again afterwards; applying an event twice is harmless (add replaces, remove ignores the absent).
+Shards come and go at run time as ownership moves between workers (`workers.ownership`).
 """
 
 from __future__ import annotations
@@ -37,41 +38,48 @@ class Collection:
 
 
 class ShardState:
-    def __init__(self, connection: redis.Redis, shards: frozenset[int], total_shards: int) -> None:
+    def __init__(self, connection: redis.Redis, total_shards: int) -> None:
         self._redis = connection
-        self.shards = shards
         self._total = total_shards
         self._collections: dict[str, Collection] = {}
-        self._lock = threading.Lock()  # guards the dict of collections, not the indexes themselves
-        self._cursors = {keys.shard_events(s): "0-0" for s in sorted(shards)}
+        self._cursors: dict[int, str] = {}  # shard -> last applied event id of its stream
+        self._lock = threading.Lock()  # guards the two dicts above, not the indexes themselves
+
+    @property
+    def shards(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._cursors)
 
     def get(self, collection_id: str) -> Collection | None:
         return self._collections.get(collection_id)
 
     def images_per_shard(self) -> dict[int, int]:
-        counts = dict.fromkeys(self.shards, 0)
         with self._lock:
+            counts = dict.fromkeys(self._cursors, 0)
             for collection in self._collections.values():
-                counts[collection.shard] += len(collection.items)
+                if collection.shard in counts:
+                    counts[collection.shard] += len(collection.items)
         return counts
 
-    def load(self) -> int:
-        """Indexes every image of every collection of the served shards; returns how many."""
-        for stream in self._cursors:
-            last = self._redis.xrevrange(stream, count=1)
-            self._cursors[stream] = last[0][0].decode() if last else "0-0"
+    def load_shard(self, shard: int) -> int:
+        """Indexes every image of every collection of `shard`, then follows its events; returns
+        how many images it indexed."""
+        last = self._redis.xrevrange(keys.shard_events(shard), count=1)
+        cursor = last[0][0].decode() if last else "0-0"
         total = 0
-        for shard in sorted(self.shards):
-            for raw in self._redis.smembers(keys.shard_collections(shard)):
-                total += self._load_collection(raw.decode())
+        for raw in self._redis.smembers(keys.shard_collections(shard)):
+            collection = self._collection(raw.decode())
+            for image_id, record in self._redis.hscan_iter(keys.collection_features(raw.decode()), count=_SCAN_BATCH):
+                total += self._add(collection, image_id.decode(), record)
+        with self._lock:
+            self._cursors[shard] = cursor
         return total
 
-    def _load_collection(self, collection_id: str) -> int:
-        collection = self._collection(collection_id)
-        count = 0
-        for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
-            count += self._add(collection, image_id.decode(), record)
-        return count
+    def unload_shard(self, shard: int) -> None:
+        with self._lock:
+            self._cursors.pop(shard, None)
+            for collection_id in [c for c, col in self._collections.items() if col.shard == shard]:
+                del self._collections[collection_id]
 
     def _collection(self, collection_id: str) -> Collection:
         with self._lock:
@@ -108,17 +116,27 @@ class ShardState:
             log.warning("ignoring unknown index event %r", event.op)
 
     def follow(self, stop: threading.Event) -> None:
-        """Applies the shards' index events until `stop` is set (runs on its own thread)."""
+        """Applies the served shards' index events until `stop` is set (runs on its own thread)."""
         while not stop.is_set():
+            with self._lock:
+                streams = {keys.shard_events(s): cursor for s, cursor in self._cursors.items()}
+                shard_of_stream = {keys.shard_events(s): s for s in self._cursors}
+            if not streams:
+                stop.wait(_BLOCK_MS / 1000)
+                continue
             try:
-                batches = self._redis.xread(self._cursors, block=_BLOCK_MS)  # type: ignore[arg-type]
+                batches = self._redis.xread(streams, block=_BLOCK_MS)  # type: ignore[arg-type]
             except redis.RedisError as exc:
                 log.warning("index event stream unavailable (%s); retrying", exc)
                 stop.wait(1.0)
                 continue
             for stream, entries in batches or []:
+                shard = shard_of_stream[stream.decode()]
                 for entry_id, fields in entries:
-                    self._cursors[stream.decode()] = entry_id.decode()
+                    with self._lock:
+                        if shard not in self._cursors:
+                            break  # unloaded meanwhile
+                        self._cursors[shard] = entry_id.decode()
                     try:
                         self.apply(decode_event(fields))
                     except CodecError as exc:

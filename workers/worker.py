@@ -1,8 +1,9 @@
-"""The worker process: preload the served shards' indexes, then run RQ jobs in-process.
+"""The worker process: load the indexes of the shards it owns, then run RQ jobs in-process.
 
 RQ's default worker forks per job; with an index of gigabytes that costs 25-115 ms a job, while
-`SimpleWorker` runs the job in this process against the index already in memory (~2 ms). Two
-threads run beside it: one applies index changes from the shards' event streams, one heartbeats.
+`SimpleWorker` runs the job in this process against the index already in memory (~2 ms). Three
+threads run beside it: one applies index changes from the shards' event streams, one keeps the set
+of owned shards in line with the live workers (`workers.ownership`), one heartbeats.
 """
 
 from __future__ import annotations
@@ -16,41 +17,78 @@ import uuid
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.shards import queue_name
 from workers import heartbeat, jobs
+from workers.ownership import ShardManager
 from workers.shard_state import ShardState
 
 log = logging.getLogger("recog.worker")
+
+# How long one blocking pop waits before the worker looks again at which queues it should serve.
+_LISTEN_SECONDS = 1
+
+
+class ShardWorker(SimpleWorker):
+    """An RQ SimpleWorker whose queues follow the shards the ownership manager says it serves."""
+
+    def __init__(self, manager: ShardManager, connection: redis.Redis, name: str) -> None:
+        self._manager = manager
+        self._served: frozenset[int] = frozenset()
+        super().__init__([], connection=connection, serializer=MsgpackSerializer, name=name)
+
+    def _follow_ownership(self) -> None:
+        wanted = self._manager.listening
+        if wanted != self._served:
+            self.queues = [Queue(queue_name(s), connection=self.connection, serializer=MsgpackSerializer) for s in sorted(wanted)]
+            self._ordered_queues = self.queues[:]
+            self._served = wanted
+            log.info("listening on shards %s", ",".join(map(str, sorted(wanted))) or "(none)")
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        # Short pops, so a change of owned shards takes effect within a second.
+        while not self._stop_requested:
+            self._follow_ownership()
+            if not self.queues:
+                time.sleep(_LISTEN_SECONDS)
+                continue
+            result = super().dequeue_job_and_maintain_ttl(_LISTEN_SECONDS, max_idle_time=_LISTEN_SECONDS)
+            if result is not None:
+                return result
+        return None
 
 
 def main(settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     connection = redis.Redis.from_url(settings.redis_url)
-    shards = settings.worker_shards
     name = f"recog-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-    started = time.perf_counter()
-    state = ShardState(connection, shards, settings.shards)
-    images = state.load()
-    log.info(
-        "worker %s loaded %d images of shards %s in %.2f s",
-        name, images, ",".join(map(str, sorted(shards))), time.perf_counter() - started,
+    state = ShardState(connection, settings.shards)
+    manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
+    context = jobs.WorkerContext(
+        name=name, state=state, manager=manager, connection=connection, reply_ttl_seconds=settings.reply_ttl_seconds
     )
-    context = jobs.WorkerContext(name=name, state=state, connection=connection, reply_ttl_seconds=settings.reply_ttl_seconds)
     jobs.CONTEXT = context
 
     stop = threading.Event()
+    heartbeat.beat(context)  # be counted among the live workers before shards are shared out
+    started = time.perf_counter()
+    manager.step()
+    log.info(
+        "worker %s serves shards %s (%d images) after %.2f s",
+        name, ",".join(map(str, sorted(manager.listening))) or "(none yet)",
+        sum(state.images_per_shard().values()), time.perf_counter() - started,
+    )
     threads = [
         threading.Thread(target=state.follow, args=(stop,), name="index-events", daemon=True),
+        threading.Thread(target=manager.run, args=(stop,), name="ownership", daemon=True),
         threading.Thread(target=heartbeat.run, args=(context, stop), name="heartbeat", daemon=True),
     ]
     for thread in threads:
         thread.start()
-    queues = [Queue(queue_name(s), connection=connection, serializer=MsgpackSerializer) for s in sorted(shards)]
-    worker = SimpleWorker(queues, connection=connection, serializer=MsgpackSerializer, name=name)
+    worker = ShardWorker(manager, connection, name)
     try:
         worker.work(with_scheduler=False, logging_level=settings.log_level)
     finally:

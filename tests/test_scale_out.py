@@ -1,0 +1,132 @@
+"""Shards move between workers as they join and die, and searches keep being answered.
+
+Real processes: one API and up to three workers on a Redis database of their own.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from shared.ownership import owners
+from tests import imagegen
+from tests.conftest import Stack, free_port, recog_command, stack_env
+from tests.stackclient import add_reference, make_collection, search
+from workers.ownership import live_heartbeats
+
+SHARDS = 8
+REPLICAS = 2
+DEADLINE_MS = 3000
+
+
+@pytest.fixture
+def db(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/10")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
+    url = "redis://{host}:{port}/10".format(**db.connection_pool.connection_kwargs)
+    env = stack_env(url, tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
+    port = free_port()
+    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    try:
+        running.start_worker()
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def converged(db: redis.Redis, workers: int) -> bool:
+    """Every shard is served by exactly the owners rendezvous hashing picks among live workers."""
+    live = live_heartbeats(db)
+    if len(live) != workers:
+        return False
+    return all({w for w, shards in live.items() if s in shards} == set(owners(s, live, REPLICAS)) for s in range(SHARDS))
+
+
+def wait_converged(db: redis.Redis, workers: int, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if converged(db, workers):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"shards did not settle on {workers} workers within {timeout} s: {live_heartbeats(db)}")
+
+
+@dataclass
+class Traffic:
+    """Searches in a loop on several collections, recording what every request got."""
+
+    stack: Stack
+    queries: list[tuple[str, bytes, str]]  # token, photo, expected item
+    outcomes: list[tuple[int, bool, float]] = field(default_factory=list)  # status, right item, seconds
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with self.stack.client() as client:
+            while not self.stop.is_set():
+                for token, photo, item in self.queries:
+                    started = time.monotonic()
+                    response = search(client, token, photo)
+                    found = response.status_code == 200 and [r["item"]["uuid"] for r in response.json()["results"]] == [item]
+                    self.outcomes.append((response.status_code, found, time.monotonic() - started))
+
+
+def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: Stack, db: redis.Redis) -> None:
+    corners = np.array([[100, 60], [540, 90], [90, 430], [560, 410]], dtype=np.float32)
+    queries = []
+    with cluster.admin() as admin:
+        for seed in range(40, 46):  # six collections, spread over the shards
+            collection, token = make_collection(admin)
+            item, _ = add_reference(admin, collection, imagegen.encode_jpeg(imagegen.textured(seed, 480, 360), 92))
+            photo = imagegen.place(imagegen.clutter(seed, 640, 480), imagegen.textured(seed, 480, 360), corners)
+            queries.append((token, imagegen.encode_jpeg(photo, 88), item))
+    time.sleep(1.0)
+    traffic = Traffic(cluster, queries)
+    thread = threading.Thread(target=traffic.run)
+    thread.start()
+    try:
+        # Two workers join: every request is still answered, and answered right.
+        cluster.start_worker()
+        cluster.start_worker()
+        wait_converged(db, 3, timeout=30)
+        time.sleep(1.0)
+        joined = len(traffic.outcomes)
+        assert joined > 0
+        assert all(status == 200 and found for status, found, _ in traffic.outcomes), traffic.outcomes
+
+        # One dies without a goodbye: its shards are served again within seconds; meanwhile every
+        # request is answered right, or refused with 503/504 by its deadline, never left hanging.
+        victim = cluster.workers[1]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        recovered = wait_converged(db, 2, timeout=20)
+        time.sleep(1.0)
+    finally:
+        traffic.stop.set()
+        thread.join()
+    after_kill = traffic.outcomes[joined:]
+    assert after_kill
+    assert all((status == 200 and found) or status in (503, 504) for status, found, _ in after_kill), after_kill
+    assert all(seconds < DEADLINE_MS / 1000 + 1 for _, _, seconds in traffic.outcomes)
+    assert recovered < 10
+    # Once recovered, everything is found again.
+    with cluster.client() as client:
+        for token, photo, item in queries:
+            assert [r["item"]["uuid"] for r in search(client, token, photo).json()["results"]] == [item]

@@ -1,0 +1,88 @@
+"""Keeps the set of shards this worker serves in line with the live workers' rendezvous hashing.
+
+Every second it reads the heartbeats, works out the shards this worker should own, loads the index
+of each new one *before* listening on its queue, and lets go of a shard it no longer owns only once
+every new owner reports serving it, so a shard is never left without a worker while ownership
+moves. Letting go takes two steps a second apart: stop listening, then drop the index, so a job
+popped just before the queue change still finds its index. With a fixed `RECOG_WORKER_SHARDS`
+list it just loads that list.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from shared import keys
+from shared.ownership import LIVE_SECONDS, owners, shards_of
+from workers.shard_state import ShardState
+
+log = logging.getLogger("recog.worker.ownership")
+
+INTERVAL_SECONDS = 1.0
+
+
+def live_heartbeats(connection: redis.Redis) -> dict[str, frozenset[int]]:
+    """Live worker name -> the shards it reports serving."""
+    names = [n.decode() for n in connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")]
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(keys.worker(name), "shards")
+        reported = pipe.execute()
+    return {
+        name: frozenset(int(s) for s in (raw or b"").decode().split(",") if s)
+        for name, raw in zip(names, reported, strict=True)
+    }
+
+
+class ShardManager:
+    def __init__(
+        self, connection: redis.Redis, state: ShardState, name: str, total: int, replicas: int, fixed: frozenset[int] | None
+    ) -> None:
+        self._redis = connection
+        self._state = state
+        self._name = name
+        self._total = total
+        self._replicas = replicas
+        self._fixed = fixed
+        self._listening: frozenset[int] = frozenset()
+
+    @property
+    def listening(self) -> frozenset[int]:
+        """The shards whose queues this worker takes jobs from (and reports serving)."""
+        return self._listening
+
+    def target(self, live: dict[str, frozenset[int]]) -> frozenset[int]:
+        if self._fixed is not None:
+            return self._fixed
+        return shards_of(self._name, live, self._total, self._replicas)
+
+    def step(self) -> None:
+        """One reconciliation: load what this worker should newly own, release what it may."""
+        live = live_heartbeats(self._redis)
+        target = self.target(live)
+        loaded = self._state.shards
+        for shard in sorted(loaded - self._listening - target):
+            self._state.unload_shard(shard)  # stopped listening a step ago
+        for shard in sorted(target - loaded):
+            started = time.perf_counter()
+            images = self._state.load_shard(shard)
+            log.info("now serving shard %d (%d images loaded in %.2f s)", shard, images, time.perf_counter() - started)
+        released = set()
+        for shard in sorted(self._listening - target):
+            heirs = [w for w in owners(shard, live.keys() | {self._name}, self._replicas) if w != self._name]
+            if heirs and all(shard in live.get(w, frozenset()) for w in heirs):
+                released.add(shard)
+                log.info("releasing shard %d to %s", shard, ", ".join(heirs))
+        self._listening = (self._listening | target) - released
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except redis.RedisError as exc:
+                log.warning("shard ownership check failed: %s", exc)
+            stop.wait(INTERVAL_SECONDS)
