@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from rq import Queue
 
+from api import metrics
 from api.admission import Admission
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchJob, SearchReply, decode_reply, encode_job
@@ -66,10 +67,12 @@ class Dispatcher:
         if self.in_flight >= self._settings.max_in_flight:
             raise ServerBusy(retry_after=1)
         self.in_flight += 1
+        metrics.IN_FLIGHT.inc()
         try:
             return await self._round_trip(collection, image, max_results, min_score)
         finally:
             self.in_flight -= 1
+            metrics.IN_FLIGHT.dec()
 
     async def _round_trip(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
         started = time.time()

@@ -7,11 +7,13 @@ process without any background task.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from rq.utils import utcparse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,11 +32,21 @@ QUEUE_WAIT_SECONDS = Histogram(
 )
 MATCH_SECONDS = Histogram("recog_match_seconds", "Worker-side time of a search", buckets=_LATENCY_BUCKETS)
 REJECTED = Counter("recog_rejected_total", "Requests answered with an error code", ["code"])
-IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker in this process")
-QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"])
-OLDEST_JOB = Gauge("recog_queue_oldest_job_age_seconds", "Age of the oldest queued job of a shard", ["shard"])
-LIVE_WORKERS = Gauge("recog_live_workers", "Workers with a fresh heartbeat serving a shard", ["shard"])
-INDEXED_IMAGES = Gauge("recog_indexed_images", "Reference images indexed for a shard (as its workers report)", ["shard"])
+IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker", multiprocess_mode="livesum")
+# Gauges read from Redis at scrape time: with several API processes, the most recent read wins.
+QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"], multiprocess_mode="mostrecent")
+OLDEST_JOB = Gauge(
+    "recog_queue_oldest_job_age_seconds", "Age of the oldest queued job of a shard", ["shard"], multiprocess_mode="mostrecent"
+)
+LIVE_WORKERS = Gauge(
+    "recog_live_workers", "Workers with a fresh heartbeat serving a shard", ["shard"], multiprocess_mode="mostrecent"
+)
+INDEXED_IMAGES = Gauge(
+    "recog_indexed_images", "Reference images indexed for a shard (as its workers report)", ["shard"], multiprocess_mode="mostrecent"
+)
+INDEX_LOAD_SECONDS = Gauge(
+    "recog_index_load_seconds", "Longest time a live worker took to load a shard's index", ["shard"], multiprocess_mode="mostrecent"
+)
 
 
 def observe_search(outcome: Outcome) -> None:
@@ -86,9 +98,8 @@ async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) ->
     workers = await live_workers(redis, shards)
     for shard, beats in workers.items():
         LIVE_WORKERS.labels(str(shard)).set(len(beats))
-        images = max((int(b.get(f"images:{shard}", 0)) for b in beats), default=0)
-        INDEXED_IMAGES.labels(str(shard)).set(images)
-    IN_FLIGHT.set(dispatcher.in_flight)
+        INDEXED_IMAGES.labels(str(shard)).set(max((int(b.get(f"images:{shard}", 0)) for b in beats), default=0))
+        INDEX_LOAD_SECONDS.labels(str(shard)).set(max((float(b.get(f"load_seconds:{shard}", 0)) for b in beats), default=0.0))
 
 
 def _parse_rq_time(text: str) -> float:
@@ -96,6 +107,13 @@ def _parse_rq_time(text: str) -> float:
 
 
 def exposition() -> tuple[bytes, str]:
+    """The metrics of this process, or of every API process when uvicorn runs several
+    (`recog serve --processes N` sets PROMETHEUS_MULTIPROC_DIR for prometheus-client's
+    multiprocess mode, so any process answers for all of them)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging.config
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +51,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+
+    if args.processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # prometheus-client's multiprocess mode: every process writes its metrics under this
+        # folder and /metrics, whichever process answers, sums them. Read at import, so set first.
+        folder = settings.data_dir / "prometheus"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
     uvicorn.run(
         "api.app:create_app",  # a string, so each of `--processes` builds its own app from the environment

@@ -40,6 +40,7 @@ def beat(context: WorkerContext) -> None:
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "beat_at": now,
         **{f"images:{shard}": images.get(shard, 0) for shard in serving},
+        **{f"load_seconds:{shard}": round(context.manager.load_seconds.get(shard, 0.0), 3) for shard in serving},
     }
     # MULTI, so a reader never sees the hash between the delete (dropping released shards'
     # fields) and the write.

@@ -49,6 +49,7 @@ class ShardManager:
         self._replicas = replicas
         self._fixed = fixed
         self._listening: frozenset[int] = frozenset()
+        self.load_seconds: dict[int, float] = {}  # how long each served shard's index took to load
 
     @property
     def listening(self) -> frozenset[int]:
@@ -67,10 +68,12 @@ class ShardManager:
         loaded = self._state.shards
         for shard in sorted(loaded - self._listening - target):
             self._state.unload_shard(shard)  # stopped listening a step ago
+            self.load_seconds.pop(shard, None)
         for shard in sorted(target - loaded):
             started = time.perf_counter()
             images = self._state.load_shard(shard)
-            log.info("now serving shard %d (%d images loaded in %.2f s)", shard, images, time.perf_counter() - started)
+            self.load_seconds[shard] = time.perf_counter() - started
+            log.info("now serving shard %d (%d images loaded in %.2f s)", shard, images, self.load_seconds[shard])
         released = set()
         for shard in sorted(self._listening - target):
             heirs = [w for w in owners(shard, live.keys() | {self._name}, self._replicas) if w != self._name]
