@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,13 +103,44 @@ def stack_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def start_api(env: dict[str, str]) -> Stack:
+    """An API process (`recog serve`) on a free port; returns once it answers /healthz."""
+    port = free_port()
+    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            httpx.get(f"{running.url}/healthz", timeout=1)
+            return running
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    running.stop()
+    raise RuntimeError("the API process did not answer /healthz within 30 s")
+
+
+@contextmanager
+def private_db(redis_url: str, db: int) -> Iterator[redis.Redis]:
+    """Database `db` of the test Redis, empty before and after (tests that must not see each
+    other's jobs, or the main stack's worker, use one of their own)."""
+    connection = redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{db}")
+    connection.flushdb()
+    try:
+        yield connection
+    finally:
+        connection.flushdb()
+        connection.close()
+
+
+def db_url(connection: redis.Redis) -> str:
+    kwargs = connection.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+
+
 @pytest.fixture(scope="session")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API + one worker serving every shard, like `recog up --workers 1`."""
-    port = free_port()
-    env = stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000")
-    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    running = start_api(stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000"))
     try:
         running.start_worker()
         running.wait_ready()

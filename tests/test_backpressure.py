@@ -3,12 +3,10 @@ worker (a heartbeat that never takes jobs), or a queue too deep to drain before 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from shared import keys
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name, shard_of
 from tests import imagegen
-from tests.conftest import Stack, free_port, recog_command, stack_env
+from tests.conftest import Stack, db_url, private_db, stack_env, start_api
 from tests.stackclient import error_code, make_collection, search
 
 DEADLINE_MS = 1500
@@ -28,29 +26,15 @@ SHARDS = 4
 
 @pytest.fixture(scope="module")
 def db(redis_url: str) -> Iterator[redis.Redis]:
-    # A database of its own, so the main stack's worker cannot take these jobs.
-    connection = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/14")
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+    with private_db(redis_url, 14) as connection:  # so the main stack's worker cannot take these jobs
+        yield connection
 
 
 @pytest.fixture(scope="module")
 def stalled(db: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    url = "redis://{host}:{port}/14".format(**db.connection_pool.connection_kwargs)
-    port = free_port()
-    env = stack_env(url, Path(tmp_path_factory.mktemp("stalled")), RECOG_DEADLINE_MS=str(DEADLINE_MS), RECOG_MAX_IN_FLIGHT="1")
-    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    env = stack_env(db_url(db), tmp_path_factory.mktemp("stalled"), RECOG_DEADLINE_MS=str(DEADLINE_MS), RECOG_MAX_IN_FLIGHT="1")
+    running = start_api(env)
     try:
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            try:
-                httpx.get(f"{running.url}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         yield running
     finally:
         running.stop()

@@ -20,20 +20,17 @@ from shared.codec import decode_event, decode_feature_record
 from shared.config import Settings
 from shared.shards import shard_of
 from tests import imagegen
+from tests.conftest import db_url, private_db
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 KEY = "management-test-key"
 SHARDS = 4
 MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture
-def db() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+def db(redis_url: str) -> Iterator[redis.Redis]:
+    with private_db(redis_url, 15) as connection:
+        yield connection
 
 
 @pytest.fixture
@@ -43,7 +40,7 @@ def make_client(db: redis.Redis, tmp_path: Path) -> Iterator[MakeClient]:
 
     def make(authorized: bool = True, **env: str) -> TestClient:
         settings = Settings.from_env(
-            {"REDIS_URL": REDIS_URL, "RECOG_DATA_DIR": str(tmp_path), "RECOG_ADMIN_API_KEY": KEY, "RECOG_SHARDS": str(SHARDS), **env}
+            {"REDIS_URL": db_url(db), "RECOG_DATA_DIR": str(tmp_path), "RECOG_ADMIN_API_KEY": KEY, "RECOG_SHARDS": str(SHARDS), **env}
         )
         headers = {"Authorization": f"Bearer {KEY}"} if authorized else {}
         client = TestClient(create_app(settings), headers=headers, raise_server_exceptions=False).__enter__()

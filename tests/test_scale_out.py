@@ -6,7 +6,6 @@ Real processes: one API and up to three workers on a Redis database of their own
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import redis
 
 from shared.ownership import owners
 from tests import imagegen
-from tests.conftest import Stack, free_port, recog_command, stack_env
+from tests.conftest import Stack, db_url, private_db, stack_env, start_api
 from tests.stackclient import add_reference, make_collection, search
 from workers.ownership import live_heartbeats
 
@@ -30,20 +29,14 @@ DEADLINE_MS = 3000
 
 @pytest.fixture
 def db(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/10")
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+    with private_db(redis_url, 10) as connection:
+        yield connection
 
 
 @pytest.fixture
 def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
-    url = "redis://{host}:{port}/10".format(**db.connection_pool.connection_kwargs)
-    env = stack_env(url, tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
-    port = free_port()
-    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
+    env = stack_env(db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
+    running = start_api(env)
     try:
         running.start_worker()
         running.wait_ready()
