@@ -39,6 +39,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."),
     Variable("RECOG_TOKEN_CACHE_SECONDS", "0.5", "How long the API trusts a token lookup (revocation bites within this time)."),
     Variable("RECOG_REPLY_TTL_SECONDS", "30", "Lifetime of a search reply key in Redis."),
+    Variable("RECOG_WORKER_METRICS_PORT", "0", "When not 0, each worker serves Prometheus metrics (stage timings, jobs by outcome) on this port."),
     Variable("RECOG_LOG_LEVEL", "INFO", "Log level of every process."),
 )
 
@@ -104,6 +105,7 @@ class Settings:
     max_in_flight: int
     token_cache_seconds: float
     reply_ttl_seconds: int
+    worker_metrics_port: int
     log_level: str
 
     @classmethod
@@ -128,6 +130,7 @@ class Settings:
             max_in_flight=_int(env, "RECOG_MAX_IN_FLIGHT", low=1),
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
+            worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
             log_level=level,
         )
 

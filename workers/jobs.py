@@ -14,6 +14,7 @@ import redis
 
 from shared.codec import Hit, SearchJob, SearchReply, decode_job, encode_reply
 from shared.errors import RecogError
+from workers import metrics
 from workers.index import Match
 from workers.ownership import ShardManager
 from workers.recognize import recognize
@@ -70,10 +71,12 @@ def search(payload: bytes) -> None:
     if time.time() > job.deadline:
         # The front end has already answered 504; working on it would only delay the next job.
         CONTEXT.dropped += 1
+        metrics.observe("dropped", {})
         log.info("dropped search %s: its deadline passed %.0f ms ago", job.job_id, (time.time() - job.deadline) * 1000)
         return
     reply = _answer(job, CONTEXT.state.get(job.collection), CONTEXT.name)
     reply.timings["total"] = (time.perf_counter() - started) * 1000
+    metrics.observe("error" if reply.error else "answered", reply.timings)
     with CONTEXT.connection.pipeline(transaction=True) as pipe:
         pipe.rpush(job.reply_key, encode_reply(reply))
         pipe.expire(job.reply_key, CONTEXT.reply_ttl_seconds)

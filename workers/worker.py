@@ -22,7 +22,7 @@ from rq.job import Job
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.shards import queue_name
-from workers import heartbeat, jobs
+from workers import heartbeat, jobs, metrics
 from workers.ownership import ShardManager
 from workers.shard_state import ShardState
 
@@ -72,6 +72,7 @@ def main(settings: Settings | None = None) -> int:
     )
     jobs.CONTEXT = context
 
+    metrics.serve(settings.worker_metrics_port)
     stop = threading.Event()
     heartbeat.beat(context)  # be counted among the live workers before shards are shared out
     started = time.perf_counter()

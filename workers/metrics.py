@@ -1,0 +1,27 @@
+"""Prometheus metrics of one worker process, served on `RECOG_WORKER_METRICS_PORT` when set.
+
+The front end's /metrics already shows every shard's queue depth and live workers (read from
+Redis); these add what only the worker knows: how its search time splits into stages, and how
+many jobs it dropped because their deadline had passed while they queued.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+_STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1)
+
+JOBS = Counter("recog_worker_jobs_total", "Search jobs taken from the queues, by outcome", ["outcome"])
+STAGE_SECONDS = Histogram("recog_worker_stage_seconds", "Worker-side time of a search by stage", ["stage"], buckets=_STAGE_BUCKETS)
+
+
+def observe(outcome: str, timings_ms: dict[str, float]) -> None:
+    JOBS.labels(outcome).inc()
+    for stage, ms in timings_ms.items():
+        STAGE_SECONDS.labels(stage).observe(ms / 1000)
+
+
+def serve(port: int) -> None:
+    """Starts the /metrics HTTP endpoint on a daemon thread (0: none)."""
+    if port:
+        start_http_server(port)
