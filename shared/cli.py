@@ -5,6 +5,7 @@
     recog worker                                      one recognition worker
     recog apikey create                               a new management API key
     recog config                                      the table of environment variables
+    recog status [--watch [SECONDS]] [--json]         shard queues, owners and worker heartbeats
 
 Settings are read once from the environment; a bad value ends the command with exit code 2 and a
 one-line message. Modules behind each command are imported only when it runs, so `recog config`
@@ -101,6 +102,12 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from shared import status
+
+    return status.run(settings, watch=args.watch, as_json=args.json)
+
+
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -130,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("create", _apikey_create, "Create a management API key and print it.", "apikey", apikey_commands)
 
     add("config", _config, "Print the table of environment variables (Markdown).", "config")
+
+    status = add("status", _status, "Show each shard's queue and live workers, and every worker's heartbeat.", "status")
+    status.add_argument(
+        "--watch", nargs="?", const=2.0, type=_seconds, metavar="SECONDS", help="redraw every SECONDS (default 2) until Ctrl-C"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts (one document per line with --watch)")
     return parser
 
 
@@ -137,6 +150,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
     return value
 
 

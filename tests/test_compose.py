@@ -43,7 +43,7 @@ def test_valid_against_the_compose_specification() -> None:
 
 def test_no_obsolete_version_key(compose: dict[str, Any]) -> None:
     assert "version" not in compose
-    assert set(compose["services"]) == {"redis", "api", "worker"}
+    assert set(compose["services"]) == {"redis", "api", "worker", "prometheus"}
 
 
 def test_redis_persists_to_a_named_volume(compose: dict[str, Any], services: dict[str, Any]) -> None:

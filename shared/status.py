@@ -1,0 +1,287 @@
+"""`recog status`: each shard's queue and owners and each worker's heartbeat, read from Redis.
+
+The operator's view of what `/metrics` exports, for when no Prometheus is at hand. `Heartbeat.parse`,
+`parse_shards`, `owners_by_shard`, `indexed_images` and `job_age` are pure, so the API's
+asynchronous scrape (api/metrics.py) and the workers' ownership loop can read the same raw values
+the same way as this synchronous reader; only the Redis round trips differ.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import redis
+from rq import Queue
+from rq.utils import utcparse
+
+from shared import keys
+from shared.codec import MsgpackSerializer
+from shared.config import Settings
+from shared.ownership import LIVE_SECONDS
+from shared.shards import queue_name
+
+# A status command must not hang on a stalled Redis; reads here are a few small commands.
+_REDIS_TIMEOUT_SECONDS = 5.0
+# Moves the cursor home and clears the terminal, so each `--watch` frame replaces the last.
+_CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    """One worker's heartbeat as read back: the `keys.worker(name)` hash that workers/heartbeat.py
+    writes, and the worker's score in `keys.WORKERS` (Unix seconds of its last beat).
+
+    The hash expires a while after the worker stops (the zset entry lasts longer), so every field
+    but the name and the score may be missing; they then read as empty or zero.
+    """
+
+    name: str
+    beat_at: float
+    host: str = ""
+    pid: int | None = None
+    shards: tuple[int, ...] = ()
+    jobs_done: int = 0
+    jobs_dropped: int = 0
+    rss_kb: int = 0  # the process's peak resident set size (getrusage ru_maxrss), KiB
+    images: dict[int, int] = field(default_factory=dict)  # shard -> reference images indexed
+    load_seconds: dict[int, float] = field(default_factory=dict)  # shard -> time its index took to load
+
+    @classmethod
+    def parse(cls, name: str, beat_at: float, fields: Mapping[bytes, bytes]) -> Heartbeat:
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+        return cls(
+            name=name,
+            beat_at=beat_at,
+            host=text.get("host", ""),
+            pid=int(text["pid"]) if "pid" in text else None,
+            shards=parse_shards(text.get("shards", "")),
+            jobs_done=int(text.get("jobs_done", 0)),
+            jobs_dropped=int(text.get("jobs_dropped", 0)),
+            rss_kb=int(text.get("rss_kb", 0)),
+            images={shard: int(v) for shard, v in _per_shard(text, "images")},
+            load_seconds={shard: float(v) for shard, v in _per_shard(text, "load_seconds")},
+        )
+
+    def is_live(self, now: float) -> bool:
+        return now - self.beat_at <= LIVE_SECONDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardStatus:
+    shard: int
+    queued: int
+    # Seconds since the head job was queued. None when the queue is empty, or when its head job's
+    # hash has expired (no worker took it within its TTL; workers will skip it).
+    oldest_job_age_seconds: float | None
+    owners: tuple[str, ...]  # live workers serving the shard, by name
+    collections: int
+    images: int  # the most any owner reports: owners still loading report fewer
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    taken_at: float  # Unix seconds
+    shards: list[ShardStatus]
+    workers: list[Heartbeat]  # live ones first, then by name
+
+
+def parse_shards(field: str) -> tuple[int, ...]:
+    """A heartbeat's `shards` field ("0,1,2"; empty while the worker serves none), sorted."""
+    return tuple(sorted(int(shard) for shard in field.split(",") if shard))
+
+
+def _per_shard(fields: Mapping[str, str], name: str) -> Iterator[tuple[int, str]]:
+    """The `{name}:{shard}` fields of a heartbeat, as (shard, raw value)."""
+    for key, value in fields.items():
+        prefix, _, shard = key.partition(":")
+        if prefix == name:
+            yield int(shard), value
+
+
+def owners_by_shard(beats: Iterable[Heartbeat], shards: int, now: float) -> dict[int, list[Heartbeat]]:
+    """Shard -> the live heartbeats that report serving it; shards outside 0..shards-1 are ignored."""
+    owners: dict[int, list[Heartbeat]] = {s: [] for s in range(shards)}
+    for beat in beats:
+        if beat.is_live(now):
+            for shard in beat.shards:
+                if shard in owners:
+                    owners[shard].append(beat)
+    return owners
+
+
+def indexed_images(owners: Iterable[Heartbeat], shard: int) -> int:
+    return max((beat.images.get(shard, 0) for beat in owners), default=0)
+
+
+def job_age(enqueued_at: bytes | None, now: float) -> float | None:
+    """Seconds since an RQ job was queued, from its hash's `enqueued_at`; None if the hash is gone."""
+    if not enqueued_at:
+        return None
+    return max(now - utcparse(enqueued_at.decode()).timestamp(), 0.0)
+
+
+def read(connection: redis.Redis, shards: int) -> Snapshot:
+    """Two pipelined round trips: queue heads, collection counts and the worker list, then the
+    heads' job hashes and the workers' heartbeat hashes."""
+    queues = [Queue(queue_name(s), connection=connection, serializer=MsgpackSerializer) for s in range(shards)]
+    with connection.pipeline(transaction=False) as pipe:
+        for shard, queue in enumerate(queues):
+            pipe.llen(queue.key)
+            pipe.lindex(queue.key, 0)
+            pipe.scard(keys.shard_collections(shard))
+        pipe.zrange(keys.WORKERS, 0, -1, withscores=True)
+        *per_shard, scored = pipe.execute()
+    now = time.time()
+    depths, heads, collections = per_shard[0::3], per_shard[1::3], per_shard[2::3]
+    names = [(name.decode(), score) for name, score in scored]
+    queued = [s for s in range(shards) if heads[s]]
+    with connection.pipeline(transaction=False) as pipe:
+        for shard in queued:
+            pipe.hget(queues[shard].job_class.key_for(heads[shard].decode()), "enqueued_at")
+        for name, _ in names:
+            pipe.hgetall(keys.worker(name))
+        replies = pipe.execute()
+    enqueued = dict(zip(queued, replies[: len(queued)], strict=True))
+    hashes = replies[len(queued) :]
+    beats = [Heartbeat.parse(name, score, raw) for (name, score), raw in zip(names, hashes, strict=True)]
+    owners = owners_by_shard(beats, shards, now)
+    return Snapshot(
+        taken_at=now,
+        shards=[
+            ShardStatus(
+                shard=s,
+                queued=depths[s],
+                oldest_job_age_seconds=job_age(enqueued.get(s), now),
+                owners=tuple(sorted(beat.name for beat in owners[s])),
+                collections=collections[s],
+                images=indexed_images(owners[s], s),
+            )
+            for s in range(shards)
+        ],
+        workers=sorted(beats, key=lambda beat: (not beat.is_live(now), beat.name)),
+    )
+
+
+def to_json(snapshot: Snapshot) -> str:
+    """One line of JSON; each worker gains `live` and `last_beat_age_seconds`."""
+    document: dict[str, Any] = asdict(snapshot)
+    for worker, beat in zip(document["workers"], snapshot.workers, strict=True):
+        worker["live"] = beat.is_live(snapshot.taken_at)
+        worker["last_beat_age_seconds"] = round(max(snapshot.taken_at - beat.beat_at, 0.0), 3)
+    return json.dumps(document)
+
+
+def render(snapshot: Snapshot) -> str:
+    """Two plain-text tables; a shard no live worker serves shows NONE as its owners."""
+    now = snapshot.taken_at
+    live = sum(beat.is_live(now) for beat in snapshot.workers)
+    title = (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}  {len(snapshot.shards)} shards, "
+        f"{live} live workers, {len(snapshot.workers) - live} stale"
+    )
+    shard_rows = [
+        [
+            str(s.shard),
+            str(s.queued),
+            _oldest(s),
+            ",".join(s.owners) or "NONE",
+            str(s.collections),
+            str(s.images),
+        ]
+        for s in snapshot.shards
+    ]
+    worker_rows = [
+        [
+            beat.name,
+            "live" if beat.is_live(now) else "stale",
+            ",".join(map(str, beat.shards)) or "-",
+            str(beat.jobs_done),
+            str(beat.jobs_dropped),
+            _duration(now - beat.beat_at),
+            _kib(beat.rss_kb) if beat.rss_kb else "-",
+        ]
+        for beat in snapshot.workers
+    ]
+    return "\n\n".join(
+        [
+            title,
+            _table(["shard", "queued", "oldest", "owners", "collections", "images"], shard_rows, ">>><>>"),
+            _table(["worker", "state", "shards", "done", "dropped", "last beat", "peak rss"], worker_rows, "<<<>>>>")
+            if worker_rows
+            else "No worker has sent a heartbeat.",
+        ]
+    )
+
+
+def _oldest(shard: ShardStatus) -> str:
+    if shard.oldest_job_age_seconds is not None:
+        return _duration(shard.oldest_job_age_seconds)
+    return "expired" if shard.queued else "-"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _kib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB" if kib < 10 * 1024 * 1024 else f"{kib / 1024 / 1024:.1f} GiB"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """Columns padded to their widest cell; `align` holds one `<` (left) or `>` (right) per column."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def run(settings: Settings, *, watch: float | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Prints one snapshot, or with `watch` one every `watch` seconds until Ctrl-C (exit 0).
+
+    A Redis failure ends a single snapshot with exit code 1; a watch reports it and keeps trying,
+    so it outlives a Redis restart.
+    """
+    show: Callable[[Snapshot], str] = to_json if as_json else render
+    connection = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=_REDIS_TIMEOUT_SECONDS, socket_connect_timeout=_REDIS_TIMEOUT_SECONDS
+    )
+    try:
+        if watch is None:
+            return 0 if _print_frame(connection, settings.shards, show, out) else 1
+        # JSON lines and redirected output are for programs: no escape codes there.
+        clear = _CLEAR_SCREEN if not as_json and out.isatty() else ""
+        while True:
+            _print_frame(connection, settings.shards, show, out, clear)
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        connection.close()
+
+
+def _print_frame(
+    connection: redis.Redis, shards: int, show: Callable[[Snapshot], str], out: TextIO, prefix: str = ""
+) -> bool:
+    """Prints one snapshot; False, having said why on stderr, if Redis failed."""
+    try:
+        frame = show(read(connection, shards))
+    except redis.RedisError as exc:
+        print(f"recog: Redis at REDIS_URL failed: {exc}", file=sys.stderr, flush=True)
+        return False
+    print(prefix + frame, file=out, flush=True)
+    return True
