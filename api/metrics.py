@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from rq.utils import utcparse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import keys
+from shared.heartbeats import Heartbeat, indexed_images, job_age, owners_by_shard
 from shared.ownership import LIVE_SECONDS
 
 if TYPE_CHECKING:
@@ -59,26 +59,18 @@ def observe_error(code: str) -> None:
     REJECTED.labels(code).inc()
 
 
-async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[dict[str, str]]]:
-    """Per shard, the heartbeats of the workers serving it that are fresh enough to count as alive."""
-    names = await redis.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")
-    by_shard: dict[int, list[dict[str, str]]] = {s: [] for s in range(shards)}
-    if not names:
-        return by_shard
+async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[Heartbeat]]:
+    """Per shard, the heartbeats of the live workers serving it."""
+    scored = await redis.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf", withscores=True)
     async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
+        for name, _ in scored:
             pipe.hgetall(keys.worker(name.decode()))
-        beats = await pipe.execute()
-    for raw in beats:
-        beat = {k.decode(): v.decode() for k, v in raw.items()}
-        for shard in filter(None, beat.get("shards", "").split(",")):
-            if int(shard) in by_shard:
-                by_shard[int(shard)].append(beat)
-    return by_shard
+        hashes = await pipe.execute() if scored else []
+    beats = [Heartbeat.parse(name.decode(), score, raw) for (name, score), raw in zip(scored, hashes, strict=True)]
+    return owners_by_shard(beats, shards, time.time())
 
 
 async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) -> None:
-    now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
         for shard in range(shards):
             queue = dispatcher.queue(shard)
@@ -88,22 +80,12 @@ async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) ->
     for shard in range(shards):
         depth, oldest = heads[2 * shard], heads[2 * shard + 1]
         QUEUE_DEPTH.labels(str(shard)).set(depth)
-        age = 0.0
-        if oldest:
-            job = dispatcher.queue(shard).job_class.key_for(oldest.decode())
-            enqueued = await redis.hget(job, "enqueued_at")
-            if enqueued:
-                age = max(now - _parse_rq_time(enqueued.decode()), 0.0)
-        OLDEST_JOB.labels(str(shard)).set(age)
-    workers = await live_workers(redis, shards)
-    for shard, beats in workers.items():
+        enqueued = await redis.hget(dispatcher.queue(shard).job_class.key_for(oldest.decode()), "enqueued_at") if oldest else None
+        OLDEST_JOB.labels(str(shard)).set(job_age(enqueued, time.time()) or 0.0)
+    for shard, beats in (await live_workers(redis, shards)).items():
         LIVE_WORKERS.labels(str(shard)).set(len(beats))
-        INDEXED_IMAGES.labels(str(shard)).set(max((int(b.get(f"images:{shard}", 0)) for b in beats), default=0))
-        INDEX_LOAD_SECONDS.labels(str(shard)).set(max((float(b.get(f"load_seconds:{shard}", 0)) for b in beats), default=0.0))
-
-
-def _parse_rq_time(text: str) -> float:
-    return utcparse(text).timestamp()
+        INDEXED_IMAGES.labels(str(shard)).set(indexed_images(beats, shard))
+        INDEX_LOAD_SECONDS.labels(str(shard)).set(max((b.load_seconds.get(shard, 0.0) for b in beats), default=0.0))
 
 
 def exposition() -> tuple[bytes, str]:

@@ -17,6 +17,7 @@ import time
 import redis
 
 from shared import keys
+from shared.heartbeats import Heartbeat
 from shared.ownership import LIVE_SECONDS, owners, shards_of
 from workers.shard_state import ShardState
 
@@ -27,15 +28,13 @@ INTERVAL_SECONDS = 1.0
 
 def live_heartbeats(connection: redis.Redis) -> dict[str, frozenset[int]]:
     """Live worker name -> the shards it reports serving."""
-    names = [n.decode() for n in connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")]
+    scored = connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf", withscores=True)
     with connection.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.hget(keys.worker(name), "shards")
-        reported = pipe.execute()
-    return {
-        name: frozenset(int(s) for s in (raw or b"").decode().split(",") if s)
-        for name, raw in zip(names, reported, strict=True)
-    }
+        for name, _ in scored:
+            pipe.hgetall(keys.worker(name.decode()))
+        hashes = pipe.execute()
+    beats = [Heartbeat.parse(name.decode(), score, raw) for (name, score), raw in zip(scored, hashes, strict=True)]
+    return {beat.name: frozenset(beat.shards) for beat in beats}
 
 
 class ShardManager:
