@@ -75,6 +75,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.healthcheck:
+        import socket
+
+        import redis
+
+        from workers.heartbeat import healthy
+
+        with redis.Redis.from_url(settings.redis_url, socket_timeout=5) as connection:
+            return 0 if healthy(connection, socket.gethostname()) else 1
     from workers.worker import main as worker_main
 
     return worker_main(settings)
@@ -130,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     serve.add_argument("--processes", type=_positive, default=1, help="uvicorn worker processes (default: %(default)s)")
 
-    add("worker", _worker, "Run one recognition worker (serves RECOG_WORKER_SHARDS).", "worker")
+    worker = add("worker", _worker, "Run one recognition worker (serves RECOG_WORKER_SHARDS).", "worker")
+    worker.add_argument(
+        "--healthcheck", action="store_true", help="exit 0 if a worker on this host beats and serves all its shards, else 1"
+    )
 
     apikey = commands.add_parser("apikey", help="Manage management API keys.")
     apikey_commands = apikey.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -21,6 +21,7 @@ from tests.test_compose import test_valid_against_the_compose_specification as c
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+COMPOSE = ROOT / "docker-compose.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "recog-dashboard.json"
 
@@ -91,11 +92,17 @@ def test_the_reference_check_catches_renames() -> None:
     assert undefined_references("max by (worker) (recog_live_workers)") == ["grouping label worker"]
 
 
-def test_prometheus_scrapes_the_api_on_port_8080_and_loads_the_alerts() -> None:
+def test_prometheus_scrapes_the_api_and_every_worker_and_loads_the_alerts() -> None:
     config = load_yaml(PROMETHEUS)
-    targets = [t for job in config["scrape_configs"] for static in job["static_configs"] for t in static["targets"]]
-    assert targets == ["api:8080"]
-    assert [job["job_name"] for job in config["scrape_configs"]] == ["recog-api"]  # the alerts' up{job=...}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"recog-api", "recog-workers"}  # the alerts' up{job=...}
+    assert [t for static in jobs["recog-api"]["static_configs"] for t in static["targets"]] == ["api:8080"]
+    # Scaled workers have no fixed address: found through the compose service's DNS name, on the
+    # port the compose file gives them.
+    discovery = jobs["recog-workers"]["dns_sd_configs"][0]
+    worker_env = load_yaml(COMPOSE)["services"]["worker"]["environment"]
+    assert discovery["names"] == ["worker"]
+    assert discovery["port"] == int(worker_env["RECOG_WORKER_METRICS_PORT"])
     assert [PROMETHEUS.parent / path for path in config["rule_files"]] == [ALERTS]
 
 

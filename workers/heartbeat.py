@@ -15,6 +15,7 @@ import time
 import redis
 
 from shared import keys
+from shared.ownership import LIVE_SECONDS
 from workers.jobs import WorkerContext
 
 log = logging.getLogger("recog.worker.heartbeat")
@@ -35,6 +36,7 @@ def beat(context: WorkerContext) -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "shards": ",".join(str(s) for s in sorted(serving)),
+        "settled": int(context.manager.settled),
         "jobs_done": context.done,
         "jobs_dropped": context.dropped,
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -51,6 +53,14 @@ def beat(context: WorkerContext) -> None:
         pipe.zadd(keys.WORKERS, {context.name: now})
         pipe.zremrangebyscore(keys.WORKERS, "-inf", now - _FORGET_SECONDS)
         pipe.execute()
+
+
+def healthy(connection: redis.Redis, host: str) -> bool:
+    """Whether a worker of this host (a container's hostname is its id) beats and serves every
+    shard it should: what the compose healthcheck asks."""
+    names = connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")
+    mine = [n.decode() for n in names if n.decode().startswith(f"recog-{host}-")]
+    return any(connection.hget(keys.worker(name), "settled") == b"1" for name in mine)
 
 
 def forget(context: WorkerContext) -> None:

@@ -49,6 +49,7 @@ class ShardManager:
         self._fixed = fixed
         self._listening: frozenset[int] = frozenset()
         self.load_seconds: dict[int, float] = {}  # how long each served shard's index took to load
+        self.settled = False  # serving every shard it should (what the container healthcheck asks)
 
     @property
     def listening(self) -> frozenset[int]:
@@ -80,6 +81,7 @@ class ShardManager:
                 released.add(shard)
                 log.info("releasing shard %d to %s", shard, ", ".join(heirs))
         self._listening = (self._listening | target) - released
+        self.settled = target <= self._listening
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -61,10 +61,15 @@ class ShardWorker(SimpleWorker):
         return None
 
 
+def worker_name(host: str) -> str:
+    """Unique per process; starts with the host so a container's healthcheck finds its own."""
+    return f"recog-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 def main(settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     connection = redis.Redis.from_url(settings.redis_url)
-    name = f"recog-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    name = worker_name(socket.gethostname())
     state = ShardState(connection, settings.shards)
     manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
     context = jobs.WorkerContext(
