@@ -101,7 +101,7 @@ class Dispatcher:
                 description=f"search {job_id}",
                 ttl=ttl,
                 result_ttl=0,
-                failure_ttl=300,
+                failure_ttl=60,  # a failed job keeps its image in Redis this long: keep it short
                 timeout=ttl + 30,
             )
 
