@@ -45,6 +45,7 @@ class FakeState:
 class FakeManager:
     listening: frozenset[int]
     load_seconds: dict[int, float] = field(default_factory=dict)
+    settled: bool = True
 
 
 @pytest.fixture
