@@ -9,7 +9,7 @@ import pytest
 from shared.errors import CodecError, ImageNoDetails, ImageNotLoaded
 from tests import imagegen
 from workers.decode import decode_gray
-from workers.features import Features, extract, recognisability, require_details
+from workers.features import Features, extract, extract_reference, recognisability, require_details
 
 
 def test_decode_applies_exif_orientation() -> None:
@@ -75,3 +75,13 @@ def test_textured_image_is_well_rated() -> None:
     features = extract(decode_gray(imagegen.encode_jpeg(imagegen.textured(7, 640, 480))))
     assert recognisability(features) >= 4
     require_details(features)
+
+
+def test_reference_features_add_tilted_views_in_the_images_own_pixels() -> None:
+    gray = decode_gray(imagegen.encode_png(imagegen.textured(8, 1000, 700)))
+    upright, reference = extract(gray), extract_reference(gray)
+    assert (reference.width, reference.height) == (1000, 700)
+    assert len(reference) > 1.5 * len(upright)
+    assert np.array_equal(reference.descriptors[: len(upright)], upright.descriptors)
+    assert reference.keypoints.min() >= -0.5
+    assert reference.keypoints[:, 0].max() <= 999.5 and reference.keypoints[:, 1].max() <= 699.5

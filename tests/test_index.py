@@ -10,7 +10,7 @@ import pytest
 from shared.errors import ImageNoDetails
 from tests import imagegen
 from workers.decode import decode_gray
-from workers.features import Features, extract
+from workers.features import Features, extract, extract_reference
 from workers.index import CollectionIndex, Match
 from workers.recognize import recognize
 
@@ -24,7 +24,7 @@ def reference(seed: int) -> np.ndarray:
 
 
 def features_of(seed: int) -> Features:
-    return extract(decode_gray(imagegen.encode_jpeg(reference(seed), 92)))
+    return extract_reference(decode_gray(imagegen.encode_jpeg(reference(seed), 92)))
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,13 @@ def test_perspective_photo_is_found_first_with_its_corners(index: CollectionInde
     assert matches[0].corners.shape == (4, 2)
     assert corner_error(matches[0], CORNERS, QUERY) <= 0.05
     assert set(timings) == {"decode", "features", "search", "verify", "total"}
+
+
+def test_steeply_tilted_photo_is_found_through_the_tilted_views(index: CollectionIndex) -> None:
+    corners = np.array([[140, 190], [560, 170], [100, 330], [600, 320]], np.float64)  # ~65 degrees of tilt
+    matches, _ = recognize(index, imagegen.encode_jpeg(photo(9, corners), 85), 10)
+    assert matches and matches[0].image_id == "img-9"
+    assert corner_error(matches[0], corners, QUERY) <= 0.05
 
 
 def test_unrelated_photo_gives_nothing(index: CollectionIndex) -> None:

@@ -1,0 +1,239 @@
+"""Recognition accuracy and worker-side latency on a labelled data set, through the service's code path.
+
+References and distractors go through `decode_gray` -> `extract_reference` -> `CollectionIndex.add` (what an
+upload and a worker's index load do); every query goes through `recognize` (what a worker does per
+search). Pinned to one CPU core, so the times are those of one worker on one core.
+
+    .venv/bin/python bench/accuracy.py [DATASET_DIR] [--out bench/results/accuracy.json]
+
+DATASET_DIR defaults to ../shared/data/recognition-dev (relative to the repo root). Input format, so
+you can run it on your own labelled photos:
+
+    DATASET_DIR/
+      references/    images that queries should match (any name; JPEG or PNG)
+      distractors/   optional: also indexed, never the right answer
+      queries/       the photos to recognise
+      manifest.json  {"references":  [{"id": "R001", "file": "references/R001.jpg"}, ...],
+                      "distractors": [{"id": "D001", "file": "distractors/D001.jpg"}, ...],
+                      "queries": [{"id": "Q0001", "file": "queries/Q0001.jpg",
+                                   "expected": "R001" or null (a negative: nothing should match),
+                                   "kind": free text, e.g. "synthetic", "real", "negative-hard",
+                                   "tier": free text, e.g. "easy", "medium", "hard", "n/a",
+                                   "corners": [[x, y] TL, TR, BL, BR] or null,
+                                   "source": optional, groups negatives made from one picture}, ...]}
+
+`corners` are the expected reference's corners in the query (top-left, top-right, bottom-left,
+bottom-right of the reference), normalised by the query's width and height, with (0, 0) the outer
+corner of the top-left pixel; values may lie outside [0, 1]. "kind", "tier", "corners" and "source"
+may be left out. Extra fields are ignored.
+
+Tuning split: queries are split in two halves by a hash of their source picture (the expected
+reference for positives, `source` or the query id for negatives), so all photos of one picture
+land in the same half. Tune on "tune" only; "holdout" is the headline figure.
+
+Metrics: recall@1 (the expected reference is the first match) overall, per tier and per kind; wrong
+top-1 (a positive whose first match is another reference); false positives (a negative with any
+match); corner error (mean distance of the 4 corners to the ground truth, as a fraction of the query
+diagonal, for correct top-1 with known corners); worker time per query in ms, p50/p95 per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.errors import ImageNoDetails  # noqa: E402
+from workers.decode import decode_gray  # noqa: E402
+from workers.features import extract_reference  # noqa: E402
+from workers.index import CollectionIndex  # noqa: E402
+from workers.recognize import recognize  # noqa: E402
+
+DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "recognition-dev"
+DEFAULT_OUT = ROOT / "bench" / "results" / "accuracy.json"
+STAGES = ("decode", "features", "search", "verify", "total")
+SPLITS = ("holdout", "tune")
+_SPLIT_SALT = b"recognition-split-v1"  # changing it re-draws the halves: never do it to chase a number
+MAX_RESULTS = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One query's result. corner_error: fraction of the query diagonal, None unless judged."""
+
+    id: str
+    split: str
+    kind: str
+    tier: str
+    expected: str | None
+    found: str | None
+    score: float | None
+    corner_error: float | None
+    small: bool  # a 640x480 or 480x640 query: what mobile SDKs send, and what the latency targets mean
+    timings: dict[str, float]
+
+
+def pin_one_core() -> int:
+    """Runs this process on one CPU (the last one) and returns it: latency of one worker on one core."""
+    core = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 and p95 (and n) of `values`, rounded for a report."""
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
+
+
+def split_of(query: dict[str, Any]) -> str:
+    """'tune' or 'holdout', from a hash of the query's source picture (see module doc)."""
+    group = query.get("expected") or query.get("source") or query["id"]
+    digest = hashlib.sha1(_SPLIT_SALT + str(group).encode()).digest()
+    return SPLITS[digest[0] & 1]
+
+
+def build_index(root: Path, manifest: dict[str, Any]) -> CollectionIndex:
+    """Indexes every reference and distractor as an upload + worker load would."""
+    index = CollectionIndex()
+    entries = manifest["references"] + manifest.get("distractors", [])
+    for entry in tqdm(entries, desc="index", unit="img"):
+        index.add(entry["id"], extract_reference(decode_gray((root / entry["file"]).read_bytes())))
+    return index
+
+
+def corner_error(found: np.ndarray, truth: list[list[float]], size: tuple[int, int]) -> float:
+    """Mean distance of (4, 2) normalised corners to the truth, as a fraction of the diagonal."""
+    scale = np.array(size, np.float64)
+    distances = np.linalg.norm((found - np.array(truth, np.float64)) * scale, axis=1)
+    return float(distances.mean() / np.hypot(*size))
+
+
+def run_query(index: CollectionIndex, root: Path, query: dict[str, Any]) -> Outcome:
+    """Recognises one query and judges the first match against the manifest."""
+    data = (root / query["file"]).read_bytes()
+    try:
+        matches, timings = recognize(index, data, MAX_RESULTS)
+    except ImageNoDetails:
+        matches, timings = [], {}
+    size = tuple(query.get("size") or decode_gray(data).shape[::-1])
+    top = matches[0] if matches else None
+    error = None
+    if top is not None and top.image_id == query.get("expected") and query.get("corners"):
+        error = corner_error(top.corners, query["corners"], (int(size[0]), int(size[1])))
+    return Outcome(
+        id=query["id"],
+        split=split_of(query),
+        kind=query.get("kind", "positive" if query.get("expected") else "negative"),
+        tier=query.get("tier", "n/a"),
+        expected=query.get("expected"),
+        found=top.image_id if top else None,
+        score=round(top.score, 1) if top else None,
+        corner_error=error,
+        small=sorted(size) == [480, 640],
+        timings={stage: round(ms, 3) for stage, ms in timings.items()},
+    )
+
+
+def rate(hits: int, n: int) -> dict[str, float]:
+    return {"n": n, "rate": round(hits / n, 4) if n else float("nan")}
+
+
+def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The report's figures for one set of outcomes (see module doc for definitions)."""
+    positives = [o for o in outcomes if o.expected]
+    negatives = [o for o in outcomes if not o.expected]
+
+    def recall(group: list[Outcome]) -> dict[str, float]:
+        return rate(sum(o.found == o.expected for o in group), len(group))
+
+    errors = [o.corner_error for o in positives if o.corner_error is not None]
+    timed = [o for o in outcomes if o.timings]
+    return {
+        "recall_at_1": recall(positives),
+        "recall_by_tier": {t: recall([o for o in positives if o.tier == t]) for t in sorted({o.tier for o in positives})},
+        "recall_by_kind": {k: recall([o for o in positives if o.kind == k]) for k in sorted({o.kind for o in positives})},
+        "wrong_top1": rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives)),
+        "false_positive": rate(sum(o.found is not None for o in negatives), len(negatives)),
+        "false_positive_by_kind": {
+            k: rate(sum(o.found is not None for o in negatives if o.kind == k), sum(o.kind == k for o in negatives))
+            for k in sorted({o.kind for o in negatives})
+        },
+        "corner_error": {
+            "n": len(errors),
+            "median": round(float(np.median(errors)), 5) if errors else None,
+            "p90": round(float(np.percentile(errors, 90)), 5) if errors else None,
+        },
+        "time_ms_all": {s: percentiles([o.timings[s] for o in timed]) for s in STAGES},
+        "time_ms_640x480": {s: percentiles([o.timings[s] for o in timed if o.small]) for s in STAGES},
+    }
+
+
+def _fmt(figure: dict[str, float]) -> str:
+    return f"{figure['rate']:7.3f}  (n={figure['n']})" if figure["n"] else "      -"
+
+
+def print_table(report: dict[str, dict[str, Any]]) -> None:
+    """One column per split, holdout first: the headline."""
+    names = list(report)
+    first = report[names[0]]
+    rows: list[tuple[str, str]] = [("recall@1 (positives)", "recall_at_1")]
+    rows += [(f"  tier {t}", f"recall_by_tier.{t}") for t in first["recall_by_tier"]]
+    rows += [(f"  kind {k}", f"recall_by_kind.{k}") for k in first["recall_by_kind"]]
+    rows += [("wrong top-1 (positives)", "wrong_top1"), ("false positives (negatives)", "false_positive")]
+    rows += [(f"  {k}", f"false_positive_by_kind.{k}") for k in first["false_positive_by_kind"]]
+
+    def get(summary: dict[str, Any], path: str) -> dict[str, float]:
+        node: Any = summary
+        for key in path.split("."):
+            node = node.get(key, {"n": 0})
+        return node  # type: ignore[no-any-return]
+
+    print(f"\n{'':30}" + "".join(f"{n:>22}" for n in names))
+    for label, path in rows:
+        print(f"{label:30}" + "".join(f"{_fmt(get(report[n], path)):>22}" for n in names))
+    for quantile in ("median", "p90"):
+        cells = "".join(f"{report[n]['corner_error'][quantile] or float('nan'):>22.4f}" for n in names)
+        print(f"{'corner error ' + quantile + ' (/diag)':30}" + cells)
+    for key in ("time_ms_640x480", "time_ms_all"):
+        print(f"\n{key} (one core)  " + "  ".join(f"{s:>16}" for s in STAGES))
+        for n in names:
+            stats = report[n][key]
+            print(f"  {n:16}" + "  ".join(f"{stats[s].get('p50', 0):7.1f}/{stats[s].get('p95', 0):<7.1f}" + " " for s in STAGES))
+    print("  (each cell: p50/p95 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    args = parser.parse_args()
+    core = pin_one_core()
+    manifest = json.loads((args.dataset / "manifest.json").read_text())
+    index = build_index(args.dataset, manifest)
+    outcomes = [run_query(index, args.dataset, q) for q in tqdm(manifest["queries"], desc="query", unit="img")]
+    report = {split: summarise([o for o in outcomes if o.split == split]) for split in SPLITS}
+    report["all"] = summarise(outcomes)
+    print_table(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": str(args.dataset), "indexed": len(index), "queries": len(outcomes), "cpu_core": core,
+            "machine": platform.processor() or platform.machine(), "headline": "holdout"}
+    args.out.write_text(json.dumps({"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

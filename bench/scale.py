@@ -1,0 +1,185 @@
+"""Index build time, memory per reference, worker latency and recall as the collection grows.
+
+For each size N (default 1k, 10k, 100k references) one fresh process, pinned to one CPU core, indexes
+the dev set's references and distractors plus generated filler pictures up to N
+(`tests/imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
+service's own code), then runs every dev query through `recognize`.
+
+    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
+
+- Filler features (`extract_reference`, as an upload makes them) are extracted once and cached in
+  bench/results/cache/ (chunks of 1,000 pictures, ~100 MB each; the key hashes two probe fillers'
+  features, so a change of extraction re-extracts and stale chunks are deleted). Making the cache
+  takes ~60 ms per picture per core: ~5 min for 10k and ~50 min for 100k with --jobs 2 (10 GB).
+  Only this preparation uses several cores; everything measured runs on one.
+- Memory is the growth of the process's anonymous resident memory (RssAnon in /proc/self/status,
+  i.e. the RSS delta without file-backed pages) over the build, divided by N. It includes the faiss
+  inverted lists, the keypoints and Python objects, and allocator slack.
+- Latency is worker-side (`recognize`'s timings: decode, features, search, verify, total), p50/p95
+  in ms over the 640x480 / 480x640 queries, which is what mobile SDKs send.
+- Recall@1 and false positives are over all dev queries (the "holdout" half is in the JSON too).
+
+Writes bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise  # noqa: E402
+from tests import imagegen  # noqa: E402
+from workers.decode import decode_gray  # noqa: E402
+from workers.features import Features, extract_reference  # noqa: E402
+from workers.index import CollectionIndex  # noqa: E402
+
+CACHE = ROOT / "bench" / "results" / "cache"
+OUT = ROOT / "bench" / "results" / "scale.json"
+CHUNK = 1000  # filler pictures per cache file
+FIRST_SEED = 1_000_000  # far from the seeds the tests use
+
+
+@functools.cache
+def cache_key() -> str:
+    """A hash of two probe fillers' features: changes whenever what a filler extracts to does."""
+    digest = hashlib.sha1()
+    for seed in (FIRST_SEED, FIRST_SEED + 1):
+        digest.update(filler(seed).to_bytes())
+    return digest.hexdigest()[:12]
+
+
+def filler(seed: int) -> Features:
+    """Features of one generated picture; half landscape 640x480, half portrait."""
+    w, h = (640, 480) if seed % 2 else (480, 640)
+    return extract_reference(decode_gray(imagegen.encode_jpeg(imagegen.textured(seed, w, h), 90)))
+
+
+def _chunk_path(chunk: int) -> Path:
+    return CACHE / f"filler-{cache_key()}-{chunk:04d}.npz"
+
+
+def make_chunk(chunk: int) -> None:
+    """Extracts and caches `CHUNK` fillers: concatenated keypoints/descriptors, per-picture counts."""
+    features = [filler(FIRST_SEED + chunk * CHUNK + i) for i in range(CHUNK)]
+    tmp = _chunk_path(chunk).with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        keypoints=np.concatenate([f.keypoints for f in features]),
+        descriptors=np.concatenate([f.descriptors for f in features]),
+        counts=np.array([len(f) for f in features], np.int64),
+        sizes=np.array([(f.width, f.height) for f in features], np.int64),
+    )
+    tmp.rename(_chunk_path(chunk))  # atomic: an interrupted run never leaves a half chunk
+
+
+def ensure_cache(count: int, jobs: int) -> None:
+    """Makes the missing chunks for `count` fillers, on `jobs` processes."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / ".gitignore").write_text("*\n")
+    for stale in CACHE.glob("filler-*.npz"):
+        if not stale.name.startswith(f"filler-{cache_key()}-"):
+            stale.unlink()
+    missing = [c for c in range(-(-count // CHUNK)) if not _chunk_path(c).exists()]
+    if not missing:
+        return
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        list(tqdm(pool.imap_unordered(make_chunk, missing), total=len(missing), desc="fillers", unit="chunk"))
+
+
+def load_fillers(count: int) -> Any:
+    """Yields (image_id, Features) for the first `count` cached fillers, one chunk in memory at a time."""
+    for chunk in range(-(-count // CHUNK)):
+        with np.load(_chunk_path(chunk)) as data:
+            counts, sizes = data["counts"], data["sizes"]
+            keypoints, descriptors = data["keypoints"], data["descriptors"]
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        for i in range(min(CHUNK, count - chunk * CHUNK)):
+            rows = slice(starts[i], starts[i + 1])
+            yield f"F{chunk * CHUNK + i:06d}", Features(keypoints[rows], descriptors[rows], int(sizes[i, 0]), int(sizes[i, 1]))
+
+
+def rss_anon() -> int:
+    """Anonymous resident memory of this process, bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+def measure(size: int, dataset: Path) -> dict[str, Any]:
+    """One size, in a fresh process: build, memory, then every dev query."""
+    pin_one_core()
+    tqdm.set_lock(threading.RLock())  # tqdm's default multiprocessing lock leaks a semaphore here
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    CollectionIndex().add("warm-up", filler(FIRST_SEED))  # the shared vocabulary and OpenCV buffers are not per reference
+    before = rss_anon()
+    started = time.perf_counter()
+    index = build_index(dataset, manifest)
+    for image_id, features in tqdm(load_fillers(size - len(index)), total=size - len(index), desc=f"index {size}", unit="img"):
+        index.add(image_id, features)
+    build_s = time.perf_counter() - started
+    per_reference = (rss_anon() - before) / len(index)
+    outcomes = [run_query(index, dataset, q) for q in tqdm(manifest["queries"], desc=f"query {size}", unit="img")]
+    every, holdout = summarise(outcomes), summarise([o for o in outcomes if o.split == "holdout"])
+    return {
+        "references": len(index),
+        "build_s": round(build_s, 1),
+        "build_ms_per_reference_incl_extraction_of_dev_images": round(build_s * 1000 / len(index), 3),
+        "memory_bytes_per_reference_rss_anon": round(per_reference),
+        "recall_at_1": every["recall_at_1"],
+        "recall_by_tier": every["recall_by_tier"],
+        "wrong_top1": every["wrong_top1"],
+        "false_positive": every["false_positive"],
+        "holdout_recall_at_1": holdout["recall_at_1"],
+        "time_ms_640x480": every["time_ms_640x480"],
+    }
+
+
+def print_row(row: dict[str, Any]) -> None:
+    t = row["time_ms_640x480"]
+    tiers = " ".join(f"{k[0]}={v['rate']:.3f}" for k, v in row["recall_by_tier"].items())
+    print(
+        f"{row['references']:>8} {row['build_s']:>8.1f} {row['memory_bytes_per_reference_rss_anon'] / 1024:>9.1f} "
+        f"{t['total']['p50']:>7.1f} {t['total']['p95']:>7.1f} {t['search']['p50']:>7.1f} {t['verify']['p50']:>7.1f} "
+        f"{row['recall_at_1']['rate']:>7.3f} ({tiers}) {row['wrong_top1']['rate']:>6.3f} {row['false_positive']['rate']:>6.3f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated reference counts")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--jobs", type=int, default=2, help="processes for making the filler cache")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ensure_cache(max(sizes), args.jobs)
+    rows = []
+    for size in sizes:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: RSS starts clean
+            rows.append(pool.apply(measure, (size, args.dataset)))
+    print(f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} {'recall@1':>7} {'wrong':>6} {'FP':>6}")
+    for row in rows:
+        print_row(row)
+    print("(one core; latency on 640x480 queries; KB/ref = RssAnon growth / refs; recall over all dev positives)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"dataset": str(args.dataset), "cache_key": cache_key(), "sizes": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
