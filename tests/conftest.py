@@ -103,10 +103,12 @@ def stack_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_api(env: dict[str, str]) -> Stack:
-    """An API process (`recog serve`) on a free port; returns once it answers /healthz."""
+def start_api(env: dict[str, str], processes: int = 1) -> Stack:
+    """`recog serve` (with `processes` uvicorn processes) on a free port; returns once it answers
+    /healthz."""
     port = free_port()
-    api = subprocess.Popen([*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+    command = [*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--processes", str(processes)]
+    api = subprocess.Popen(command, env=env)
     running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
     end = time.monotonic() + 30
     while time.monotonic() < end:

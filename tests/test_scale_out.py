@@ -1,6 +1,7 @@
 """Shards move between workers as they join and die, and searches keep being answered.
 
-Real processes: one API and up to three workers on a Redis database of their own.
+Real processes, the compose topology on one machine: the API as two uvicorn processes and up to
+three workers, on a Redis database of their own.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
-    running = start_api(env)
+    running = start_api(env, processes=2)
     try:
         running.start_worker()
         running.wait_ready()
@@ -119,7 +120,11 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
     assert all((status == 200 and found) or status in (503, 504) for status, found, _ in after_kill), after_kill
     assert all(seconds < DEADLINE_MS / 1000 + 1 for _, _, seconds in traffic.outcomes)
     assert recovered < 10
-    # Once recovered, everything is found again.
+    # Once recovered, everything is found again, and either API process's /metrics says every
+    # shard has its two live workers.
     with cluster.client() as client:
         for token, photo, item in queries:
             assert [r["item"]["uuid"] for r in search(client, token, photo).json()["results"]] == [item]
+        for _ in range(4):
+            metrics = client.get("/metrics").text
+            assert all(f'recog_live_workers{{shard="{s}"}} {REPLICAS}.0' in metrics for s in range(SHARDS)), metrics
