@@ -139,16 +139,23 @@ def db_url(connection: redis.Redis) -> str:
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
 
 
-@pytest.fixture(scope="session")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """API + one worker serving every shard, like `recog up --workers 1`."""
-    running = start_api(stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000"))
+@contextmanager
+def serving(env: dict[str, str], processes: int = 1) -> Iterator[Stack]:
+    """The API and one worker, ready (every shard has a live worker); stopped on exit."""
+    running = start_api(env, processes)
     try:
         running.start_worker()
         running.wait_ready()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + one worker serving every shard, like `recog up --workers 1`."""
+    with serving(stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import redis
 
 from shared.ownership import owners
 from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, stack_env, start_api
+from tests.conftest import Stack, db_url, private_db, serving, stack_env
 from tests.stackclient import add_reference, make_collection, search
 from workers.ownership import live_heartbeats
 
@@ -37,13 +37,8 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
-    running = start_api(env, processes=2)
-    try:
-        running.start_worker()
-        running.wait_ready()
+    with serving(env, processes=2) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def converged(db: redis.Redis, workers: int) -> bool:
