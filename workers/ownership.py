@@ -3,8 +3,9 @@
 Every second it reads the heartbeats, works out the shards this worker should own, loads the index
 of each new one *before* listening on its queue, and lets go of a shard it no longer owns only once
 every new owner reports serving it, so a shard is never left without a worker while ownership
-moves. Letting go takes two steps a second apart: stop listening, then drop the index, so a job
-popped just before the queue change still finds its index. With a fixed `RECOG_WORKER_SHARDS`
+moves. Letting go takes two steps: stop listening, then drop the index once the worker's pop in
+progress and the job it brought have moved past that shard's queue (`in_use`), so a job popped
+just before the queue change still finds its index. With a fixed `RECOG_WORKER_SHARDS`
 list it just loads that list.
 """
 
@@ -50,6 +51,9 @@ class ShardManager:
         self._listening: frozenset[int] = frozenset()
         self.load_seconds: dict[int, float] = {}  # how long each served shard's index took to load
         self.settled = False  # serving every shard it should (what the container healthcheck asks)
+        # The shards whose queues the RQ worker's current pop (and the job it pops) came from: set
+        # by the worker when it changes queues. An index is dropped only once it is not among them.
+        self.in_use: frozenset[int] = frozenset()
 
     @property
     def listening(self) -> frozenset[int]:
@@ -66,8 +70,8 @@ class ShardManager:
         live = live_heartbeats(self._redis)
         target = self.target(live)
         loaded = self._state.shards
-        for shard in sorted(loaded - self._listening - target):
-            self._state.unload_shard(shard)  # stopped listening a step ago
+        for shard in sorted(loaded - self._listening - target - self.in_use):
+            self._state.unload_shard(shard)  # no longer listened to, nor a job of it running
             self.load_seconds.pop(shard, None)
         for shard in sorted(target - loaded):
             started = time.perf_counter()

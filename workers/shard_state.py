@@ -112,6 +112,7 @@ class ShardState:
             record = self._redis.hget(keys.collection_features(event.collection), event.image)
             if record is not None:  # None: deleted again since; its remove event follows
                 self._add(self._collection(event.collection), event.image, record)
+                log.debug("indexed image %s of collection %s", event.image, event.collection)
         else:
             log.warning("ignoring unknown index event %r", event.op)
 
