@@ -131,7 +131,14 @@ class Dispatcher:
         except redis.RedisError as exc:
             raise ServerBusy("The job queue is unavailable; retry shortly.", retry_after=1) from exc
         remaining = job.deadline - time.time()
-        popped = await self._redis.blpop([job.reply_key], timeout=max(remaining, 0.01)) if remaining > 0 else None
+        try:
+            popped = await self._redis.blpop([job.reply_key], timeout=max(remaining, 0.01)) if remaining > 0 else None
+        except redis.TimeoutError:
+            # redis-py's own read timeout on a blocking pop can fire just before the server's
+            # (seen under load): either way no reply came by the deadline.
+            popped = None
+        except redis.RedisError as exc:
+            raise ServerBusy("Redis stopped answering; retry shortly.", retry_after=1) from exc
         if popped is None:
             raise Timeout()
         reply = decode_reply(popped[1])

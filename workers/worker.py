@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+import cv2
 import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -79,6 +80,10 @@ def main(settings: Settings | None = None) -> int:
     jobs.CONTEXT = context
 
     metrics.serve(settings.worker_metrics_port)
+    # One worker process is one core's worth of searches (scale with processes, not threads):
+    # OpenCV's own thread pool only fights the other workers for the cores (faiss is already
+    # single-threaded, see workers/index.py).
+    cv2.setNumThreads(1)
     # Built lazily it would land on the first upload's index event: 0.2 s idle, seconds when the
     # machine is busy, which broke the one-second freshness promise (measured).
     vocabulary.quantizer()
