@@ -437,3 +437,14 @@ def test_tokens_are_created_and_revoked(client: TestClient) -> None:
     assert client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["meta"]["total_count"] == 1
     missing = client.post("/api/v0/token/", json={})
     assert missing.json()["error"]["details"] == {"collection": "required"}
+
+
+def test_token_rate_limit_is_set_changed_and_checked(client: TestClient) -> None:
+    cid = make_collection(client)["uuid"]
+    token = client.post("/api/v0/token/", json={"collection": cid, "rate_limit": 5}).json()
+    assert token["rate_limit"] == 5
+    assert client.put(token["resource_uri"], json={"rate_limit": None}).json()["rate_limit"] is None
+    for bad in (0, -1, 2.5, "10", True):
+        response = client.post("/api/v0/token/", json={"collection": cid, "rate_limit": bad})
+        assert response.status_code == 400, bad
+        assert "rate_limit" in response.json()["error"]["details"]
