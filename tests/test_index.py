@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,43 @@ def test_adds_and_removes_while_searching() -> None:
         assert [m.image_id for m in index.search(query)][:1] == ["img-1"]
     thread.join()
     assert not errors
+
+
+def test_saved_index_opens_memory_mapped_and_still_takes_adds_and_removes(tmp_path: Path) -> None:
+    index = CollectionIndex()
+    for seed in range(1, 6):
+        index.add(f"img-{seed}", features_of(seed))
+    index.remove("img-5")
+    index.save(tmp_path / "v1")
+    opened = CollectionIndex.open(tmp_path / "v1")
+    assert len(opened) == 4
+
+    def found(target: CollectionIndex, seed: int) -> list[str]:
+        return [m.image_id for m in target.search(extract(decode_gray(imagegen.encode_jpeg(photo(seed), 85))))]
+
+    assert found(opened, 2) == ["img-2"] and found(opened, 5) == []
+    opened.add("img-6", features_of(6))  # after opening: into the in-memory part
+    opened.remove("img-3")  # a memory-mapped reference: tombstoned
+    assert found(opened, 6) == ["img-6"] and found(opened, 3) == []
+    assert len(opened) == 4
+    opened.save(tmp_path / "v2")  # base + in-memory part, without the dead
+    again = CollectionIndex.open(tmp_path / "v2")
+    assert len(again) == 4
+    assert found(again, 6) == ["img-6"] and found(again, 4) == ["img-4"] and found(again, 3) == []
+
+
+def test_saving_over_the_opened_directory_keeps_the_open_index_working(tmp_path: Path) -> None:
+    index = CollectionIndex()
+    for seed in range(1, 4):
+        index.add(f"img-{seed}", features_of(seed))
+    index.save(tmp_path)
+    opened = CollectionIndex.open(tmp_path)
+    opened.add("img-4", features_of(4))
+    opened.save(tmp_path)  # replaces the files the open index maps
+    size = (tmp_path / "postings.faissb").stat().st_size
+    opened.save(tmp_path)  # the base is still the opened file, not the one just saved over it
+    assert (tmp_path / "postings.faissb").stat().st_size == size
+    query = extract(decode_gray(imagegen.encode_jpeg(photo(2), 85)))
+    assert [m.image_id for m in opened.search(query)] == ["img-2"]
+    assert [m.image_id for m in CollectionIndex.open(tmp_path).search(query)] == ["img-2"]
+    assert len(CollectionIndex.open(tmp_path)) == 4
