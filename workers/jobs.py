@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.codec import Hit, SearchJob, SearchReply, decode_job, encode_reply
-from shared.errors import RecogError
+from shared.errors import RecogError, ServerError
 from workers import metrics
 from workers.index import Match
 from workers.ownership import ShardManager
@@ -58,6 +58,10 @@ def _answer(job: SearchJob, collection: Collection | None, worker: str) -> Searc
         matches, timings = recognize(collection.index, job.image, job.max_results * 3)
     except RecogError as exc:
         return SearchReply(job_id=job.job_id, error=exc.code, worker=worker)
+    except Exception:
+        # A bug must not leave the client waiting for its deadline: answer 500 now, keep the trace.
+        log.exception("search %s failed", job.job_id)
+        return SearchReply(job_id=job.job_id, error=ServerError.code, worker=worker)
     hits = best_per_item(matches, collection.items, job)
     return SearchReply(job_id=job.job_id, hits=hits, timings=timings, worker=worker)
 
