@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from shared.config import VARIABLES, ConfigError, Settings, markdown_table, parse_shard_list
@@ -42,3 +44,8 @@ def test_shard_list_all_and_auto() -> None:
 def test_readme_table_lists_every_variable() -> None:
     table = markdown_table()
     assert all(f"`{v.name}`" in table for v in VARIABLES)
+
+
+def test_readme_shows_the_current_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the README's table with `recog config`"
