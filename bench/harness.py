@@ -214,7 +214,7 @@ def wait_indexed(db: redis.Redis, catalogue: Catalogue, shards: int, timeout: fl
         live = live_heartbeats(db)
         beats = [db.hgetall(keys.worker(name)) for name in live]
         if live and all(
-            int(beat.get(f"images:{s}".encode(), 0)) >= expected.get(s, 0) for beat, served in zip(beats, live.values()) for s in served
+            int(beat.get(f"images:{s}".encode(), 0)) >= expected.get(s, 0) for beat, served in zip(beats, live.values(), strict=True) for s in served
         ):
             return time.monotonic() - started
         time.sleep(0.1)

@@ -49,7 +49,7 @@ def observation(points: list[dict[str, Any]]) -> str:
     """What the curve shows, from the figures: the efficiency per N and where it stops growing."""
     parts = [f"N={p['workers']}: {p['efficiency']:.2f}" for p in points]
     lines = [f"scaling efficiency (throughput(N) / (N x throughput(1))): {', '.join(parts)}"]
-    for before, after in zip(points, points[1:]):
+    for before, after in zip(points, points[1:], strict=False):
         gain = after["per_second"] / before["per_second"] - 1 if before["per_second"] else 0.0
         lines.append(f"  {before['workers']} -> {after['workers']} workers: throughput {gain:+.0%}, "
                      f"workers used {before['worker_cores']} -> {after['worker_cores']} cores")

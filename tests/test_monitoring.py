@@ -21,7 +21,6 @@ from tests.test_compose import test_valid_against_the_compose_specification as c
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-COMPOSE = ROOT / "docker-compose.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "recog-dashboard.json"
 
