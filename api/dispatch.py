@@ -151,7 +151,8 @@ class Dispatcher:
     async def _learn_server_version(self) -> None:
         """RQ asks the server's version before its first enqueue, synchronously: answer it here."""
         info = await self._redis.info("server")
-        version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+        major, minor, patch = (int(part) for part in f"{info['redis_version']}.0.0".split(".")[:3])
+        version = (major, minor, patch)
         for queue in self._queues:
             queue.redis_server_version = version
 
