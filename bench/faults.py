@@ -29,15 +29,27 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from harness import (
+    BENCH_REDIS_URL,
+    ROOT,
+    Load,
+    Outcome,
+    bench_data_dir,
+    cpu_note,
+    index,
+    photographed_references,
+    searches_of,
+    start_stack,
+    table,
+    wait_indexed,
+    write_result,
+)
 from rq.registry import StartedJobRegistry
 from tqdm import tqdm
 
-from harness import (
-    BENCH_REDIS_URL, ROOT, Load, Outcome, bench_data_dir, cpu_note, index, photographed_references, searches_of,
-    start_stack, table, wait_converged, wait_indexed, write_result,
-)
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
+from tests.conftest import wait_converged  # noqa: E402
 
 COLUMNS = [
     ("phase", "phase"), ("requests", "requests"), ("ok", "200"), ("wrong", "200 wrong item"), ("busy", "503"),

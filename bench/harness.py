@@ -14,7 +14,6 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -32,10 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared import keys  # noqa: E402
-from shared.ownership import owners  # noqa: E402
 from shared.shards import shard_of  # noqa: E402
 from tests import imagegen  # noqa: E402  (the same generator the tests use)
-from tests.conftest import ADMIN_KEY, Stack, free_port, recog_command, stack_env  # noqa: E402
+from tests.conftest import ADMIN_KEY, Stack, stack_env, start_api  # noqa: E402
 from workers.ownership import live_heartbeats  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "recognition-dev"
@@ -103,51 +101,16 @@ def photographed_references(count: int) -> list[Reference]:
 def start_stack(redis_url: str, data_dir: Path, workers: int, processes: int = 1, env: Mapping[str, str] | None = None) -> Stack:
     """An API process (`--processes` uvicorn processes) and `workers` workers, ready to search;
     `env`: RECOG_* settings on top of the tests' (`stack_env`)."""
-    port = free_port()
-    environment = stack_env(redis_url, data_dir, **(env or {}))
-    command = [*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--processes", str(processes)]
-    stack = Stack(url=f"http://127.0.0.1:{port}", env=environment, processes=[subprocess.Popen(command, env=environment)])
+    stack = start_api(stack_env(redis_url, data_dir, **(env or {})), processes)
     try:
         for _ in range(workers):
             stack.start_worker()
         if workers:
             stack.wait_ready(timeout=90)
-        else:
-            wait_listening(stack.url)
     except BaseException:
         stack.stop()
         raise
     return stack
-
-
-def wait_listening(url: str, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the API at {url} did not answer within {timeout} s")
-
-
-def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool:
-    """Every shard is served by exactly the owners rendezvous hashing picks among live workers."""
-    live = live_heartbeats(db)
-    if len(live) != workers:
-        return False
-    return all({w for w, served in live.items() if s in served} == set(owners(s, live, replicas)) for s in range(shards))
-
-
-def wait_converged(db: redis.Redis, workers: int, shards: int, replicas: int, timeout: float) -> float:
-    """Seconds until `converged`; raises RuntimeError after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if converged(db, workers, shards, replicas):
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise RuntimeError(f"shards did not settle on {workers} workers within {timeout} s: {live_heartbeats(db)}")
 
 
 # --- indexing -----------------------------------------------------------------------------------

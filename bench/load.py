@@ -24,12 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from harness import (
+    BENCH_REDIS_URL,
+    ROOT,
+    CpuMeter,
+    Load,
+    bench_data_dir,
+    cpu_note,
+    index,
+    photographed_references,
+    redis_pid,
+    searches_of,
+    start_stack,
+    summarise,
+    table,
+    wait_indexed,
+    write_result,
+)
 from tqdm import tqdm
 
-from harness import (
-    BENCH_REDIS_URL, ROOT, CpuMeter, Load, bench_data_dir, cpu_note, index, photographed_references, redis_pid,
-    searches_of, start_stack, summarise, table, wait_converged, wait_indexed, write_result,
-)
+from tests.conftest import wait_converged  # noqa: E402
 
 COLUMNS = [
     ("workers", "workers"), ("per_second", "req/s"), ("efficiency", "efficiency"), ("latency_ms_p50", "p50 ms"),

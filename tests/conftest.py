@@ -20,6 +20,9 @@ import httpx
 import pytest
 import redis
 
+from shared.ownership import owners
+from workers.ownership import live_heartbeats
+
 TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -156,6 +159,24 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """API + one worker serving every shard, like `recog up --workers 1`."""
     with serving(stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000")) as running:
         yield running
+
+
+def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool:
+    """Every shard is served by exactly the owners rendezvous hashing picks among `workers` live ones."""
+    live = live_heartbeats(db)
+    if len(live) != workers:
+        return False
+    return all({w for w, served in live.items() if s in served} == set(owners(s, live, replicas)) for s in range(shards))
+
+
+def wait_converged(db: redis.Redis, workers: int, shards: int, replicas: int, timeout: float) -> float:
+    """Seconds until `converged`; raises RuntimeError after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if converged(db, workers, shards, replicas):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"shards did not settle on {workers} workers within {timeout} s: {live_heartbeats(db)}")
 
 
 @pytest.fixture

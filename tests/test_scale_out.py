@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 import redis
 
-from shared.ownership import owners
 from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, serving, stack_env
+from tests.conftest import Stack, db_url, private_db, serving, stack_env, wait_converged
 from tests.stackclient import add_reference, make_collection, search
-from workers.ownership import live_heartbeats
 
 SHARDS = 8
 REPLICAS = 2
@@ -39,23 +37,6 @@ def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
     with serving(env, processes=2) as running:
         yield running
-
-
-def converged(db: redis.Redis, workers: int) -> bool:
-    """Every shard is served by exactly the owners rendezvous hashing picks among live workers."""
-    live = live_heartbeats(db)
-    if len(live) != workers:
-        return False
-    return all({w for w, shards in live.items() if s in shards} == set(owners(s, live, REPLICAS)) for s in range(SHARDS))
-
-
-def wait_converged(db: redis.Redis, workers: int, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if converged(db, workers):
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"shards did not settle on {workers} workers within {timeout} s: {live_heartbeats(db)}")
 
 
 @dataclass
@@ -94,7 +75,7 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
         # Two workers join: every request is still answered, and answered right.
         cluster.start_worker()
         cluster.start_worker()
-        wait_converged(db, 3, timeout=30)
+        wait_converged(db, 3, SHARDS, REPLICAS, timeout=30)
         time.sleep(1.0)
         joined = len(traffic.outcomes)
         assert joined > 0
@@ -105,7 +86,7 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
         victim = cluster.workers[1]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        recovered = wait_converged(db, 2, timeout=20)
+        recovered = wait_converged(db, 2, SHARDS, REPLICAS, timeout=20)
         time.sleep(1.0)
     finally:
         traffic.stop.set()
