@@ -39,6 +39,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."),
     Variable("RECOG_TOKEN_CACHE_SECONDS", "0.5", "How long the API trusts a token lookup (revocation bites within this time)."),
     Variable("RECOG_REPLY_TTL_SECONDS", "30", "Lifetime of a search reply key in Redis."),
+    Variable(
+        "RECOG_SNAPSHOT_MIN_IMAGES",
+        "1000",
+        "Workers save the index of a collection with at least this many images under RECOG_DATA_DIR/indexes and open it on their next start instead of re-adding every image (0: save every collection).",
+    ),
     Variable("RECOG_WORKER_METRICS_PORT", "0", "When not 0, each worker serves Prometheus metrics (stage timings, jobs by outcome) on this port."),
     Variable("RECOG_LOG_LEVEL", "INFO", "Log level of every process."),
 )
@@ -106,6 +111,7 @@ class Settings:
     token_cache_seconds: float
     reply_ttl_seconds: int
     worker_metrics_port: int
+    snapshot_min_images: int
     log_level: str
 
     @classmethod
@@ -131,6 +137,7 @@ class Settings:
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
+            snapshot_min_images=_int(env, "RECOG_SNAPSHOT_MIN_IMAGES"),
             log_level=level,
         )
 

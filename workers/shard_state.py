@@ -5,6 +5,10 @@ event stream (`keys.shard_events`), so an uploaded image is searchable within a 
 restart. The stream position is read *before* loading, so an event that races the load is applied
 again afterwards; applying an event twice is harmless (add replaces, remove ignores the absent).
 Shards come and go at run time as ownership moves between workers (`workers.ownership`).
+
+With snapshots (`workers.snapshots`), a collection is opened from its saved index and only the
+events after the snapshot are replayed; a collection loaded from Redis is saved (on a thread of its
+own: the shard is served meanwhile) for the next start.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from shared.errors import CodecError
 from shared.shards import shard_of
 from workers.features import Features
 from workers.index import CollectionIndex
+from workers.snapshots import Snapshots, stream_id
 
 log = logging.getLogger("recog.worker.index")
 
 _SCAN_BATCH = 500
 _BLOCK_MS = 1000
+_RESAVE_EVENTS = 1000  # a snapshot this many events behind is saved again after its replay
 
 
 @dataclass
@@ -38,9 +44,10 @@ class Collection:
 
 
 class ShardState:
-    def __init__(self, connection: redis.Redis, total_shards: int) -> None:
+    def __init__(self, connection: redis.Redis, total_shards: int, snapshots: Snapshots | None = None) -> None:
         self._redis = connection
         self._total = total_shards
+        self._snapshots = snapshots
         self._collections: dict[str, Collection] = {}
         self._cursors: dict[int, str] = {}  # shard -> last applied event id of its stream
         self._lock = threading.Lock()  # guards the two dicts above, not the indexes themselves
@@ -64,16 +71,67 @@ class ShardState:
     def load_shard(self, shard: int) -> int:
         """Indexes every image of every collection of `shard`, then follows its events; returns
         how many images it indexed."""
-        last = self._redis.xrevrange(keys.shard_events(shard), count=1)
+        stream = keys.shard_events(shard)
+        last = self._redis.xrevrange(stream, count=1)
         cursor = last[0][0].decode() if last else "0-0"
-        total = 0
-        for raw in self._redis.smembers(keys.shard_collections(shard)):
-            collection = self._collection(raw.decode())
-            for image_id, record in self._redis.hscan_iter(keys.collection_features(raw.decode()), count=_SCAN_BATCH):
-                total += self._add(collection, image_id.decode(), record)
+        first = self._redis.xrange(stream, count=1)
+        oldest = first[0][0].decode() if first else None
+        total = sum(
+            self._load_collection(shard, raw.decode(), cursor, oldest)
+            for raw in self._redis.smembers(keys.shard_collections(shard))
+        )
         with self._lock:
             self._cursors[shard] = cursor
         return total
+
+    def _load_collection(self, shard: int, collection_id: str, cursor: str, oldest: str | None) -> int:
+        snapshot = self._snapshots.load(collection_id) if self._snapshots else None
+        if snapshot is not None and _replayable(snapshot.cursor, cursor, oldest):
+            with self._lock:
+                self._collections[collection_id] = Collection(shard, snapshot.index, dict(snapshot.items))
+            replayed = self._replay(shard, snapshot.cursor, cursor, collection_id)
+            log.info("opened the saved index of collection %s, %d events replayed", collection_id, replayed)
+            collection = self.get(collection_id)
+            if collection is None:  # dropped by a replayed event
+                return 0
+            if replayed >= _RESAVE_EVENTS:
+                self._save_later(collection_id, collection, cursor)
+            return len(collection.items)
+        collection = self._collection(collection_id)
+        total = 0
+        for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
+            total += self._add(collection, image_id.decode(), record)
+        if self._snapshots and total >= self._snapshots.min_images:
+            self._save_later(collection_id, collection, cursor)
+        return total
+
+    def _replay(self, shard: int, after: str, upto: str, collection_id: str) -> int:
+        """Applies the events of `collection_id` in (after, upto] of the shard's stream."""
+        replayed = 0
+        start = f"({after}"
+        while entries := self._redis.xrange(keys.shard_events(shard), min=start, max=upto, count=_SCAN_BATCH):
+            for entry_id, fields in entries:
+                try:
+                    event = decode_event(fields)
+                except CodecError as exc:
+                    log.warning("skipping unreadable index event %s: %s", entry_id, exc)
+                    continue
+                if event.collection == collection_id:
+                    self.apply(event)
+                    replayed += 1
+            start = f"({entries[-1][0].decode()}"
+        return replayed
+
+    def _save_later(self, collection_id: str, collection: Collection, cursor: str) -> None:
+        """Saves a snapshot on a thread of its own; `cursor` was read before the index was built, so
+        the snapshot holds at least every event up to it (replaying more is harmless)."""
+        assert self._snapshots is not None
+        snapshots, items = self._snapshots, dict(collection.items)  # copied at once: C code, under the GIL
+        threading.Thread(
+            target=lambda: snapshots.save(collection_id, collection.index, items, cursor),
+            name=f"snapshot-{collection_id}",
+            daemon=True,
+        ).start()
 
     def unload_shard(self, shard: int) -> None:
         with self._lock:
@@ -142,3 +200,13 @@ class ShardState:
                         self.apply(decode_event(fields))
                     except CodecError as exc:
                         log.warning("skipping unreadable index event %s: %s", entry_id, exc)
+
+
+def _replayable(saved: str, current: str, oldest: str | None) -> bool:
+    """Whether every event after a snapshot's stream id is still in the stream: the stream's
+    oldest entry is not after it (nothing after it was trimmed), and Redis is not older than it."""
+    if saved == current:
+        return True
+    if oldest is None or stream_id(saved) > stream_id(current):
+        return False
+    return stream_id(oldest) <= stream_id(saved)

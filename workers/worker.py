@@ -26,6 +26,7 @@ from shared.shards import queue_name
 from workers import heartbeat, jobs, metrics, vocabulary
 from workers.ownership import ShardManager
 from workers.shard_state import ShardState
+from workers.snapshots import Snapshots
 
 log = logging.getLogger("recog.worker")
 
@@ -72,7 +73,7 @@ def main(settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     connection = redis.Redis.from_url(settings.redis_url)
     name = worker_name(socket.gethostname())
-    state = ShardState(connection, settings.shards)
+    state = ShardState(connection, settings.shards, Snapshots(settings.data_dir / "indexes", settings.snapshot_min_images))
     manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
     context = jobs.WorkerContext(
         name=name, state=state, manager=manager, connection=connection, reply_ttl_seconds=settings.reply_ttl_seconds

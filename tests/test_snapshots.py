@@ -1,0 +1,106 @@
+"""A worker's saved indexes: opened on the next start, brought up to date from the event stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared import keys
+from shared.codec import IndexEvent, encode_event, encode_feature_record
+from tests import imagegen
+from tests.conftest import TEST_REDIS_URL, private_db
+from tests.test_index import features_of, photo
+from workers.decode import decode_gray
+from workers.features import extract
+from workers.shard_state import ShardState
+from workers.snapshots import Snapshots
+
+COLLECTION = "c0ffee"
+
+
+@pytest.fixture
+def db() -> Iterator[redis.Redis]:
+    with private_db(TEST_REDIS_URL, 6) as connection:
+        yield connection
+
+
+def upload(db: redis.Redis, seed: int) -> None:
+    """What the management API writes for a new image: its features, then an `add` event."""
+    db.hset(keys.collection_features(COLLECTION), f"img-{seed}", encode_feature_record(f"item-{seed}", features_of(seed).to_bytes()))
+    db.xadd(keys.shard_events(0), encode_event(IndexEvent(op="add", collection=COLLECTION, image=f"img-{seed}")))  # type: ignore[arg-type]
+
+
+def delete(db: redis.Redis, seed: int) -> None:
+    db.hdel(keys.collection_features(COLLECTION), f"img-{seed}")
+    db.xadd(keys.shard_events(0), encode_event(IndexEvent(op="remove", collection=COLLECTION, image=f"img-{seed}")))  # type: ignore[arg-type]
+
+
+def found(state: ShardState, seed: int) -> list[str]:
+    collection = state.get(COLLECTION)
+    assert collection is not None
+    query = extract(decode_gray(imagegen.encode_jpeg(photo(seed), 85)))
+    return [collection.items[m.image_id] for m in collection.index.search(query)]
+
+
+def wait_saved(root: Path, previous: str | None = None) -> str:
+    current = root / COLLECTION / "CURRENT"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if current.exists() and current.read_text() != previous:
+            return current.read_text()
+        time.sleep(0.05)
+    raise AssertionError("no snapshot was saved")
+
+
+def test_restart_opens_the_snapshot_and_replays_what_changed_since(
+    db: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.sadd(keys.shard_collections(0), COLLECTION)
+    for seed in (1, 2, 3):
+        upload(db, seed)
+    first = ShardState(db, 1, Snapshots(tmp_path, min_images=1))
+    assert first.load_shard(0) == 3
+    wait_saved(tmp_path)
+    upload(db, 4)  # while the worker is down
+    delete(db, 1)
+
+    caplog.set_level(logging.INFO, "recog.worker.index")
+    restarted = ShardState(db, 1, Snapshots(tmp_path, min_images=1))
+    assert restarted.load_shard(0) == 3
+    assert "opened the saved index" in caplog.text
+    assert found(restarted, 4) == ["item-4"]
+    assert found(restarted, 2) == ["item-2"]
+    assert found(restarted, 1) == []
+
+
+def test_snapshot_older_than_the_trimmed_stream_is_not_used(
+    db: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.sadd(keys.shard_collections(0), COLLECTION)
+    for seed in (1, 2):
+        upload(db, seed)
+    ShardState(db, 1, Snapshots(tmp_path, min_images=1)).load_shard(0)
+    saved = wait_saved(tmp_path)
+    delete(db, 2)
+    upload(db, 3)
+    db.xtrim(keys.shard_events(0), maxlen=1, approximate=False)  # the remove event is gone: replaying would miss it
+
+    caplog.set_level(logging.INFO, "recog.worker.index")
+    restarted = ShardState(db, 1, Snapshots(tmp_path, min_images=1))
+    assert restarted.load_shard(0) == 2
+    assert "opened the saved index" not in caplog.text
+    assert found(restarted, 2) == [] and found(restarted, 3) == ["item-3"]
+    assert wait_saved(tmp_path, saved) != saved  # and the full load was saved afresh
+
+
+def test_small_collections_are_not_saved(db: redis.Redis, tmp_path: Path) -> None:
+    db.sadd(keys.shard_collections(0), COLLECTION)
+    upload(db, 1)
+    ShardState(db, 1, Snapshots(tmp_path, min_images=2)).load_shard(0)
+    time.sleep(0.5)
+    assert not (tmp_path / COLLECTION).exists()
