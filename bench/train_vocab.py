@@ -1,16 +1,24 @@
-"""Trains the binary visual vocabulary shipped as `workers/data/vocab-orb-v<N>.npy`.
+"""Trains the binary visual vocabulary shipped as `workers/data/vocab-orb-v<N>.npz`.
 
-k-majority clustering (k-means for bit vectors: assign by Hamming distance, centroid = per-bit
-majority) on the ORB descriptors of the dev set's references and distractors, never its queries.
-Descriptors come from `workers.features.extract` (upright, as v1 was trained), or with
-`--reference-views` from `extract_reference` (upright plus tilted views: what the index stores).
+A two-level k-majority tree (k-means for bit vectors: assign by Hamming distance, centroid =
+per-bit majority): `--groups` coarse centroids over every training descriptor, then under each
+group as many words as its share of the descriptors (65,536 in all by default), trained on the
+group's own descriptors. Training descriptors are what the index stores (`extract_reference`) of
+the dev set's references and distractors, never its queries, plus `--generated` pictures of
+`tests.imagegen` so the words are not only those of the dev set's pictures.
 
-    v1 (shipped): .venv/bin/python bench/train_vocab.py /work/shared/data/recognition-dev --words 4096
+    .venv/bin/python bench/train_vocab.py ../shared/data/recognition-dev --groups 64 --words 4096
 
-A 16k-word candidate (`--words 16384 --iterations 5 --reference-views`, ~5 min on one core) was
-measured and not shipped: hold-out recall@1 0.945 -> 0.904 (hard 0.860 -> 0.767) with 2 probed
-words, and no faster search on the dev set (the two-level word assignment costs more).
-The centroids are saved after every iteration, so a long run can be stopped early.
+takes ~2 min on one core. `--regroup FLAT.npy` instead groups an existing flat (K, 32) vocabulary
+with faiss's binary k-means, as the loader of the flat v1 file did at every start-up.
+
+v2 (shipped) is v1's 4,096 words (`git show c8303eb:workers/data/vocab-orb-v1.npy`, trained on the
+dev references' upright features) regrouped that way: `--regroup v1.npy --groups 64`. Shipping
+the grouping makes the word assignment identical on every machine, which saved indexes rely on.
+Measured on the dev set's tune half with the v2 features (upright, tilted and far views): v2
+recall@1 0.898; a 4,096-word tree trained here 0.878; 16,384 words (5 probed) and 65,536 words (10
+probed) lose 2-3 points on the hold-out half and are no faster at 10,000 references (faiss visits
+far more lists).
 """
 
 from __future__ import annotations
@@ -22,55 +30,102 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import imagegen  # noqa: E402
 from workers.decode import decode_gray  # noqa: E402
-from workers.features import extract, extract_reference  # noqa: E402
+from workers.features import extract_reference  # noqa: E402
 from workers.vocabulary import VOCABULARY_PATH  # noqa: E402
 
 
-def descriptors(root: Path, reference_views: bool) -> np.ndarray:
-    """(N, 32) uint8: every ORB descriptor of references/ and distractors/."""
+def descriptors(root: Path, generated: int) -> np.ndarray:
+    """(N, 32) uint8: every indexed ORB descriptor of references/, distractors/ and the generated pictures."""
     files = sorted((root / "references").glob("*.jpg")) + sorted((root / "distractors").glob("*.jpg"))
-    extractor = extract_reference if reference_views else extract
-    return np.concatenate([extractor(decode_gray(f.read_bytes())).descriptors for f in files])
+    out = [extract_reference(decode_gray(f.read_bytes())).descriptors for f in tqdm(files, desc="dev images", unit="img")]
+    for seed in tqdm(range(generated), desc="generated", unit="img"):
+        picture = imagegen.textured(5_000_000 + seed, 640, 480)
+        out.append(extract_reference(decode_gray(imagegen.encode_jpeg(picture, 90))).descriptors)
+    return np.concatenate(out)
 
 
-def k_majority(data: np.ndarray, words: int, iterations: int, seed: int, out: Path) -> np.ndarray:
-    """(words, 32) uint8 centroids of (N, 32) uint8 `data`, saved to `out` after every iteration."""
-    rng = np.random.default_rng(seed)
-    centroids = data[rng.choice(len(data), words, replace=False)].copy()
-    bits = np.unpackbits(data, axis=1)  # (N, 256) 0/1
-    for iteration in range(iterations):
+def k_majority(data: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(k, 32) uint8 centroids of (N, 32) uint8 `data` and the (N,) label of each row."""
+    centroids = data[rng.choice(len(data), k, replace=False)].copy()
+    bits = np.unpackbits(data, axis=1)
+    label = np.zeros(len(data), np.int64)
+    for _ in range(iterations):
         index = faiss.IndexBinaryFlat(data.shape[1] * 8)
         index.add(centroids)
-        distance, label = index.search(data, 1)
-        label = label[:, 0]
+        label = index.search(data, 1)[1][:, 0]
         order = np.argsort(label, kind="stable")
         present, starts, counts = np.unique(label[order], return_index=True, return_counts=True)
         sums = np.add.reduceat(bits[order].astype(np.uint32), starts, axis=0)
         centroids[present] = np.packbits(sums * 2 > counts[:, None], axis=1)
-        empty = np.setdiff1d(np.arange(words), present)
+        empty = np.setdiff1d(np.arange(k), present)
         centroids[empty] = data[rng.choice(len(data), len(empty), replace=False)]
-        print(f"iteration {iteration}: mean distance {distance.mean():.1f} bits, {len(empty)} empty words", flush=True)
-        np.save(out, centroids)
-    return centroids
+    return centroids, label
+
+
+def shares(counts: np.ndarray, total: int) -> np.ndarray:
+    """Words per group: proportional to its descriptors, at least 1, never more than its descriptors,
+    summing to `total` (largest remainders first)."""
+    exact = counts / counts.sum() * total
+    words = np.clip(np.floor(exact).astype(np.int64), 1, counts)
+    for group in np.argsort(-(exact - np.floor(exact))):
+        if words.sum() >= total:
+            break
+        if words[group] < counts[group]:
+            words[group] += 1
+    return words
+
+
+def train(data: np.ndarray, groups: int, words: int, iterations: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    coarse, label = k_majority(data, groups, iterations, rng)
+    per_group = shares(np.bincount(label, minlength=groups), words)
+    leaves = []
+    for group in tqdm(range(groups), desc="words", unit="group"):
+        members = data[label == group]
+        leaves.append(k_majority(members, int(per_group[group]), iterations, rng)[0])
+    starts = np.concatenate([[0], np.cumsum([len(w) for w in leaves])]).astype(np.int64)
+    return {"coarse": coarse, "words": np.concatenate(leaves), "starts": starts}
+
+
+def regroup(flat: np.ndarray, groups: int) -> dict[str, np.ndarray]:
+    """A tree of an existing flat vocabulary: faiss's binary k-means groups the words themselves."""
+    quantizer = faiss.IndexBinaryFlat(flat.shape[1] * 8)
+    ivf = faiss.IndexBinaryIVF(quantizer, flat.shape[1] * 8, groups)
+    ivf.train(flat)
+    ivf.add(flat)
+    coarse = faiss.vector_to_array(quantizer.xb).reshape(groups, -1)
+    members = [faiss.rev_swig_ptr(ivf.invlists.get_ids(g), ivf.invlists.list_size(g)).copy() for g in range(groups)]
+    starts = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
+    return {"coarse": coarse, "words": flat[np.concatenate(members)], "starts": starts}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dev_set", type=Path)
-    parser.add_argument("--words", type=int, default=4096)
-    parser.add_argument("--iterations", type=int, default=12)
+    parser.add_argument("--groups", type=int, default=256)
+    parser.add_argument("--words", type=int, default=65536)
+    parser.add_argument("--generated", type=int, default=300, help="tests.imagegen pictures added to the training set")
+    parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reference-views", action="store_true", help="train on extract_reference's features")
+    parser.add_argument("--regroup", type=Path, help="group this flat (K, 32) uint8 .npy vocabulary instead of training")
     parser.add_argument("--out", type=Path, default=VOCABULARY_PATH)
     args = parser.parse_args()
     started = time.perf_counter()
-    data = descriptors(args.dev_set, args.reference_views)
+    if args.regroup:
+        tree = regroup(np.load(args.regroup), args.groups)
+        np.savez(args.out, **tree)
+        print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words")
+        return
+    data = descriptors(args.dev_set, args.generated)
     print(f"{len(data)} descriptors in {time.perf_counter() - started:.0f} s")
-    k_majority(data, args.words, args.iterations, args.seed, args.out)
-    print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
+    tree = train(data, args.groups, args.words, args.iterations, args.seed)
+    np.savez(args.out, **tree)
+    print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,65 +1,96 @@
 """The binary visual vocabulary: ORB descriptors to visual words.
 
-Words are k-majority centroids of ORB descriptors (trained by `bench/train_vocab.py`, shipped as
-`data/vocab-orb-v1.npy`, (K, 32) uint8). The index uses the words as the coarse quantizer of its
-inverted file: a query descriptor is compared only with the reference descriptors filed under the
-same word(s).
+Words are k-majority centroids of ORB descriptors (`bench/train_vocab.py`), shipped with their
+grouping as `data/vocab-orb-v2.npz`: `coarse` centroids, and under each the words of its cell. A
+descriptor is compared with the coarse centroids, then with the words of its `COARSE_PROBES`
+nearest groups only: ~10x fewer Hamming distances than a flat search of every word (4.4 -> 0.9 ms
+for 1000 descriptors at 4,096 words). The result is approximate but deterministic and the same for
+references and queries, which is all an inverted file needs.
 
-Assignment is two-level: the words are grouped under `COARSE_WORDS` coarse centroids and a
-descriptor is compared with the words of its `COARSE_PROBES` nearest groups only, ~10x fewer Hamming
-distances than a flat search of all K words (4.4 -> 0.9 ms for 1000 descriptors, K = 4096). The
-result is approximate but deterministic, and the same for references and queries, which is all an
-inverted file needs. A bigger vocabulary keeps this shape (more groups, or a third level).
+The grouping is shipped rather than computed at start-up (faiss's k-means, as v1 did), so the
+assignment is the same on every machine and faiss version: an index saved by one worker is read
+by another (`workers.snapshots`), and a different grouping would silently lose matches.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-VOCABULARY_PATH = Path(__file__).with_name("data") / "vocab-orb-v1.npy"
+VOCABULARY_PATH = Path(__file__).with_name("data") / "vocab-orb-v2.npz"
 BITS = 256  # ORB descriptor length
-COARSE_WORDS = 64
-COARSE_PROBES = 4
+COARSE_PROBES = 4  # groups whose words are compared with a descriptor
+
+# A worker runs one search at a time per core; faiss's OpenMP threads on a 1000-descriptor batch
+# only add spin-waiting (3x slower p50 measured on a busy 2-core host), so faiss stays single-threaded.
+faiss.omp_set_num_threads(1)
 
 
-@cache
-def words() -> np.ndarray:
-    """(K, 32) uint8 centroids, loaded once per process."""
-    centroids: np.ndarray = np.load(VOCABULARY_PATH)
-    if centroids.dtype != np.uint8 or centroids.ndim != 2 or centroids.shape[1] * 8 != BITS:
-        raise ValueError(f"{VOCABULARY_PATH}: expected (K, 32) uint8, got {centroids.shape} {centroids.dtype}")
-    return centroids
+@dataclass(frozen=True)
+class Tree:
+    """The shipped tree: coarse (G, 32) uint8 centroids; words (K, 32) uint8, group g's words at
+    rows starts[g]:starts[g + 1]."""
+
+    coarse: np.ndarray
+    words: np.ndarray
+    starts: np.ndarray
+
+
+def load(path: Path = VOCABULARY_PATH) -> Tree:
+    """The tree in `path`; raises ValueError if it is not a well-formed one (a bad data file must
+    stop the worker, not mis-assign every descriptor)."""
+    with np.load(path, allow_pickle=False) as data:
+        tree = Tree(data["coarse"], data["words"], data["starts"].astype(np.int64))
+    for name, array in (("coarse", tree.coarse), ("words", tree.words)):
+        if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] * 8 != BITS:
+            raise ValueError(f"{path}: {name} must be (N, 32) uint8, got {array.shape} {array.dtype}")
+    if len(tree.starts) != len(tree.coarse) + 1 or tree.starts[-1] != len(tree.words):
+        raise ValueError(f"{path}: group starts do not match the words")
+    return tree
 
 
 class Quantizer:
-    """The two-level word assigner as a faiss index (`.index`), usable as an IVF's quantizer.
+    """The tree as a faiss binary inverted file: its lists are the groups and its entries the
+    words, so a search of it gives each descriptor's nearest words.
 
-    Holds the coarse index too: faiss borrows it, so it must live as long as `.index`.
+    Holds the coarse index too: faiss borrows it, so it must live as long as the inverted file.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tree: Tree) -> None:
+        self.size = len(tree.words)
         self._coarse = faiss.IndexBinaryFlat(BITS)
-        self.index = faiss.IndexBinaryIVF(self._coarse, BITS, COARSE_WORDS)
-        self.index.train(words())  # faiss's k-means has a fixed seed: the grouping is reproducible
-        self.index.add(words())
-        self.index.nprobe = COARSE_PROBES
+        self._coarse.add(tree.coarse)
+        self._index = faiss.IndexBinaryIVF(self._coarse, BITS, len(tree.coarse))
+        self._index.is_trained = True
+        for group in range(len(tree.coarse)):
+            first, end = int(tree.starts[group]), int(tree.starts[group + 1])
+            if end > first:
+                ids = np.arange(first, end, dtype=np.int64)
+                codes = np.ascontiguousarray(tree.words[first:end])
+                self._index.invlists.add_entries(group, end - first, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        self._index.ntotal = self.size
+        self._index.nprobe = COARSE_PROBES
+
+    def nearest(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N, k) int32 Hamming distances and (N, k) int64 words of (N, 32) uint8 descriptors,
+        nearest first; a word of -1 where fewer than k words were compared."""
+        distances, labels = self._index.search(np.ascontiguousarray(descriptors, np.uint8), k)
+        return distances, labels
 
 
 @cache
 def quantizer() -> Quantizer:
-    """The process's word assigner, built once (~80 ms) and shared by every collection's inverted
-    file: they only read it, and concurrent faiss searches are thread-safe."""
-    return Quantizer()
+    """The process's word assigner, built once and shared by every collection's index: they only
+    read it, and concurrent faiss searches are thread-safe."""
+    return Quantizer(load())
 
 
 def assign(descriptors: np.ndarray) -> np.ndarray:
-    """(N,) int32 word of each (N, 32) uint8 descriptor: the Hamming-nearest word among the
-    `COARSE_PROBES` groups nearest to it (the same assignment the inverted files use)."""
+    """(N,) int64 word of each (N, 32) uint8 descriptor (what a reference keypoint is filed under)."""
     if len(descriptors) == 0:
-        return np.zeros(0, np.int32)
-    label: np.ndarray = quantizer().index.search(np.ascontiguousarray(descriptors, np.uint8), 1)[1]
-    return label[:, 0].astype(np.int32)
+        return np.zeros(0, np.int64)
+    return quantizer().nearest(descriptors, 1)[1][:, 0]
