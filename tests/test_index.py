@@ -215,3 +215,14 @@ def test_saving_over_the_opened_directory_keeps_the_open_index_working(tmp_path:
     assert [m.image_id for m in opened.search(query)] == ["img-2"]
     assert [m.image_id for m in CollectionIndex.open(tmp_path).search(query)] == ["img-2"]
     assert len(CollectionIndex.open(tmp_path)) == 4
+
+
+def test_an_index_saved_with_another_vocabulary_is_refused(tmp_path: Path) -> None:
+    index = CollectionIndex()
+    index.add("img-1", features_of(1))
+    index.save(tmp_path)
+    with np.load(tmp_path / "references.npz") as data:
+        fields = {name: data[name] for name in data.files}
+    np.savez(tmp_path / "references.npz", **{**fields, "format": np.array("vocab-orb-v0.npy/256")})
+    with pytest.raises(ValueError, match="index format"):
+        CollectionIndex.open(tmp_path)
