@@ -7,8 +7,7 @@ again afterwards; applying an event twice is harmless (add replaces, remove igno
 Shards come and go at run time as ownership moves between workers (`workers.ownership`).
 
 With snapshots (`workers.snapshots`), a collection is opened from its saved index and only the
-events after the snapshot are replayed; a collection loaded from Redis is saved (on a thread of its
-own: the shard is served meanwhile) for the next start.
+events after the snapshot are replayed; a collection loaded from Redis is saved for the next start.
 """
 
 from __future__ import annotations
@@ -95,14 +94,14 @@ class ShardState:
             if collection is None:  # dropped by a replayed event
                 return 0
             if replayed >= _RESAVE_EVENTS:
-                self._save_later(collection_id, collection, cursor)
+                self._save(collection_id, collection, cursor)
             return len(collection.items)
         collection = self._collection(collection_id)
         total = 0
         for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
             total += self._add(collection, image_id.decode(), record)
         if self._snapshots and total >= self._snapshots.min_images:
-            self._save_later(collection_id, collection, cursor)
+            self._save(collection_id, collection, cursor)
         return total
 
     def _replay(self, shard: int, after: str, upto: str, collection_id: str) -> int:
@@ -122,16 +121,12 @@ class ShardState:
             start = f"({entries[-1][0].decode()}"
         return replayed
 
-    def _save_later(self, collection_id: str, collection: Collection, cursor: str) -> None:
-        """Saves a snapshot on a thread of its own; `cursor` was read before the index was built, so
-        the snapshot holds at least every event up to it (replaying more is harmless)."""
+    def _save(self, collection_id: str, collection: Collection, cursor: str) -> None:
+        """Saves a snapshot before the shard is served: its searches would otherwise wait on the
+        index while it is written (seconds at 100,000 images). `cursor` was read before the index
+        was built, so the snapshot holds at least every event up to it (replaying more is harmless)."""
         assert self._snapshots is not None
-        snapshots, items = self._snapshots, dict(collection.items)  # copied at once: C code, under the GIL
-        threading.Thread(
-            target=lambda: snapshots.save(collection_id, collection.index, items, cursor),
-            name=f"snapshot-{collection_id}",
-            daemon=True,
-        ).start()
+        self._snapshots.save(collection_id, collection.index, dict(collection.items), cursor)
 
     def unload_shard(self, shard: int) -> None:
         with self._lock:
