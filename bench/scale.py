@@ -18,8 +18,9 @@ service's own code), then runs every dev query through `recognize`.
 - Latency is worker-side (`recognize`'s timings: decode, features, search, verify, total), p50/p95
   in ms over the 640x480 / 480x640 queries, which is what mobile SDKs send.
 - Recall@1 and false positives are over all dev queries (the "holdout" half is in the JSON too).
-- Persistence: the built index is saved (`CollectionIndex.save`), opened memory-mapped
-  (`CollectionIndex.open`, timed) and queried again; the files are deleted afterwards.
+- Persistence: the built index is saved as a worker's snapshot (`workers.snapshots`, timed),
+  dropped from memory, opened again memory-mapped (timed: what a restarted worker does before it
+  serves the shard) and queried again; the files are deleted afterwards.
 
 Writes bench/results/scale.json.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -49,6 +51,7 @@ from tests import imagegen  # noqa: E402
 from workers.decode import decode_gray  # noqa: E402
 from workers.features import Features, extract_reference  # noqa: E402
 from workers.index import CollectionIndex  # noqa: E402
+from workers.snapshots import Snapshots  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "cache"
 OUT = ROOT / "bench" / "results" / "scale.json"
@@ -138,11 +141,19 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     per_reference = (rss_anon() - before) / len(index)
     outcomes = [run_query(index, dataset, q) for q in tqdm(manifest["queries"], desc=f"query {size}", unit="img")]
     every, holdout = summarise(outcomes), summarise([o for o in outcomes if o.split == "holdout"])
-    persisted = persist(index, size, dataset, manifest)
+    references = len(index)
+    snapshots = Snapshots(CACHE / f"snapshots-{size}", min_images=0)
+    shutil.rmtree(snapshots.root, ignore_errors=True)
+    started = time.perf_counter()
+    snapshots.save("scale", index, {image_id: image_id for image_id in index.image_ids()}, "0-0")
+    save_s = time.perf_counter() - started
+    del index  # what a restarted worker has: nothing in memory, the snapshot on disk
+    gc.collect()
+    persisted = {"save_s": round(save_s, 2), **reopen(snapshots, dataset, manifest)}
     return {
-        "references": len(index),
+        "references": references,
         "build_s": round(build_s, 1),
-        "build_ms_per_reference_incl_extraction_of_dev_images": round(build_s * 1000 / len(index), 3),
+        "build_ms_per_reference_incl_extraction_of_dev_images": round(build_s * 1000 / references, 3),
         "memory_bytes_per_reference_rss_anon": round(per_reference),
         "recall_at_1": every["recall_at_1"],
         "recall_by_tier": every["recall_by_tier"],
@@ -154,26 +165,23 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     }
 
 
-def persist(index: CollectionIndex, size: int, dataset: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Saves the built index, opens it memory-mapped (what a restarting worker would do) and reruns
-    the queries on it. The files are written just before, so the page cache is warm: `open_s` is
-    a warm start; a cold one also reads the touched pages from disk."""
-    directory = CACHE / f"index-{size}"
-    shutil.rmtree(directory, ignore_errors=True)
-    started = time.perf_counter()
-    index.save(directory)
-    save_s = time.perf_counter() - started
-    disk = sum(f.stat().st_size for f in directory.iterdir())
+def reopen(snapshots: Snapshots, dataset: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Opens the saved snapshot (index memory-mapped, items read: what a restarting worker does)
+    and reruns the queries on it; deletes the files afterwards. They were written just before, so
+    the page cache is warm: `open_s` is a warm start; a cold one also reads touched pages from disk."""
+    disk = sum(f.stat().st_size for f in snapshots.root.rglob("*") if f.is_file())
     before = rss_anon()
     started = time.perf_counter()
-    opened = CollectionIndex.open(directory)
+    snapshot = snapshots.load("scale")
     open_s = time.perf_counter() - started
-    outcomes = [run_query(opened, dataset, q) for q in tqdm(manifest["queries"], desc=f"opened {size}", unit="img")]
+    if snapshot is None:
+        raise RuntimeError(f"the snapshot just saved in {snapshots.root} cannot be opened")
+    opened = snapshot.index
+    outcomes = [run_query(opened, dataset, q) for q in tqdm(manifest["queries"], desc=f"opened {len(opened)}", unit="img")]
     every = summarise(outcomes)
     anon = (rss_anon() - before) / len(opened)
-    shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(snapshots.root, ignore_errors=True)
     return {
-        "save_s": round(save_s, 2),
         "open_s": round(open_s, 3),
         "disk_bytes_per_reference": round(disk / len(opened)),
         "memory_bytes_per_reference_rss_anon_when_opened": round(anon),

@@ -106,6 +106,10 @@ class CollectionIndex:
     def __len__(self) -> int:
         return len(self._slot_of)
 
+    def image_ids(self) -> list[str]:
+        """The indexed images' ids."""
+        return list(self._slot_of)
+
     def save(self, directory: Path) -> None:
         """Writes the index to `directory` (created if needed): the inverted file (`postings.faissb`,
         dead postings dropped), and the references (`references.npz`, `keypoints.npy`), so a worker
