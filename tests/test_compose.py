@@ -72,6 +72,13 @@ def test_api_keeps_uploads_on_its_volume_and_checks_healthz(services: dict[str, 
     assert "http://127.0.0.1:8080/healthz" in " ".join(api["healthcheck"]["test"])
 
 
+def test_workers_keep_their_saved_indexes_on_a_volume_they_share(services: dict[str, Any], compose: dict[str, Any]) -> None:
+    worker = services["worker"]
+    data_dir = worker["environment"]["RECOG_DATA_DIR"]
+    assert f"indexes:{data_dir}/indexes" in worker["volumes"]
+    assert "indexes" in compose["volumes"]
+
+
 def test_worker_can_be_scaled(services: dict[str, Any]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker
