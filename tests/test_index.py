@@ -226,3 +226,12 @@ def test_an_index_saved_with_another_vocabulary_is_refused(tmp_path: Path) -> No
     np.savez(tmp_path / "references.npz", **{**fields, "format": np.array("vocab-orb-v0.npy/256")})
     with pytest.raises(ValueError, match="index format"):
         CollectionIndex.open(tmp_path)
+
+
+def test_small_poster_in_a_large_photo_is_found(index: CollectionIndex) -> None:
+    size = (1280, 960)
+    corners = np.array([[700, 400], [990, 420], [690, 640], [1000, 630]], np.float64)  # ~6 % of the frame
+    scene = imagegen.place(imagegen.clutter(905, *size), reference(11), corners)
+    matches, _ = recognize(index, imagegen.encode_jpeg(scene, 85), 10)
+    assert [m.image_id for m in matches[:1]] == ["img-11"]
+    assert corner_error(matches[0], corners, size) < 0.01

@@ -15,20 +15,20 @@ import numpy as np
 from PIL import Image
 
 from shared.errors import ImageNotLoaded
-from workers.features import ANALYSIS_LONG_SIDE
+from workers.features import QUERY_LONG_SIDE
 
 _REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 
 
 def _read_flag(data: bytes) -> int:
-    """The largest reduced read that still leaves a long side >= the analysis size."""
+    """The largest reduced read that still leaves a long side >= the largest analysis size."""
     try:
         with Image.open(io.BytesIO(data)) as header:  # parses the header only, no pixels
             long_side = max(header.size)
     except Exception as exc:  # Pillow raises many unrelated types on garbage
         raise ImageNotLoaded() from exc
     for factor, flag in _REDUCED:
-        if long_side >= factor * ANALYSIS_LONG_SIDE:
+        if long_side >= factor * QUERY_LONG_SIDE:
             return flag
     return cv2.IMREAD_GRAYSCALE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from workers.decode import decode_gray
-from workers.features import extract, require_details
+from workers.features import extract_query, require_details
 from workers.index import CollectionIndex, Match, verify_candidates
 
 
@@ -18,7 +18,7 @@ def recognize(index: CollectionIndex, data: bytes, max_results: int) -> tuple[li
     started = time.perf_counter()
     gray = decode_gray(data)
     decoded = time.perf_counter()
-    query = extract(gray)
+    query = extract_query(gray)
     require_details(query)
     extracted = time.perf_counter()
     candidates = index.shortlist(query)
