@@ -307,13 +307,13 @@ def _one_to_one(query_index: np.ndarray, ids: np.ndarray, distances: np.ndarray,
     return order[first]
 
 
-def verify_candidates(candidates: Candidates, max_results: int) -> list[Match]:
+def verify_candidates(candidates: Candidates, max_results: int, min_inliers: int = MIN_INLIERS) -> list[Match]:
     """Geometric verification of each shortlisted reference with its own correspondences."""
     matches = []
     for reference, ref_points, query_points in zip(
         candidates.references, candidates.ref_points, candidates.query_points, strict=True
     ):
-        verified = verify(ref_points, query_points, reference.size, candidates.query_size)
+        verified = verify(ref_points, query_points, reference.size, candidates.query_size, min_inliers)
         if verified is not None:
             matches.append(Match(reference.image_id, verified.score, verified.corners))
     matches.sort(key=lambda m: m.score, reverse=True)

@@ -83,14 +83,18 @@ def _distinct(points: np.ndarray, size: tuple[int, int]) -> int:
 
 
 def verify(
-    ref_points: np.ndarray, query_points: np.ndarray, ref_size: tuple[int, int], query_size: tuple[int, int]
+    ref_points: np.ndarray,
+    query_points: np.ndarray,
+    ref_size: tuple[int, int],
+    query_size: tuple[int, int],
+    min_inliers: int = MIN_INLIERS,
 ) -> Verified | None:
     """Verifies (M, 2) float32 reference -> query point correspondences (pixels of each image).
 
     ref_size, query_size: (width, height) in pixels. Returns None unless a plausible homography
-    has at least MIN_INLIERS inliers and MIN_INLIER_RATIO of the correspondences.
+    has at least `min_inliers` inliers and MIN_INLIER_RATIO of the correspondences.
     """
-    if len(ref_points) < MIN_INLIERS:
+    if len(ref_points) < min_inliers:
         return None
     threshold = REPROJECTION_PX * max(query_size) / ANALYSIS_LONG_SIDE
     homography, mask = cv2.findHomography(
@@ -99,7 +103,7 @@ def verify(
     if homography is None or mask is None:
         return None
     inliers = _distinct(ref_points[mask.ravel() > 0], ref_size)
-    if inliers < max(MIN_INLIERS, MIN_INLIER_RATIO * len(ref_points)):
+    if inliers < max(min_inliers, MIN_INLIER_RATIO * len(ref_points)):
         return None
     quad = _corners(homography, ref_size)
     if not np.all(np.isfinite(quad)) or not plausible(quad, query_size):
