@@ -235,3 +235,11 @@ def test_small_poster_in_a_large_photo_is_found(index: CollectionIndex) -> None:
     matches, _ = recognize(index, imagegen.encode_jpeg(scene, 85), 10)
     assert [m.image_id for m in matches[:1]] == ["img-11"]
     assert corner_error(matches[0], corners, size) < 0.01
+
+
+def test_small_poster_in_a_phone_sized_photo_is_found_by_a_second_look(index: CollectionIndex) -> None:
+    corners = np.array([[200, 120], [344, 130], [195, 228], [349, 220]], np.float64)  # ~5 % of the frame
+    scene = imagegen.place(imagegen.clutter(906, *QUERY), reference(12), corners)
+    matches, _ = recognize(index, imagegen.encode_jpeg(scene, 85), 10)
+    assert [m.image_id for m in matches[:1]] == ["img-12"]
+    assert corner_error(matches[0], corners, QUERY) < 0.01
