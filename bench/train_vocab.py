@@ -16,9 +16,9 @@ v2 (shipped) is v1's 4,096 words (`git show c8303eb:workers/data/vocab-orb-v1.np
 dev references' upright features) regrouped that way: `--regroup v1.npy --groups 64`. Shipping
 the grouping makes the word assignment identical on every machine, which saved indexes rely on.
 Measured on the dev set's tune half with the v2 features (upright, tilted and far views): v2
-recall@1 0.898; a 4,096-word tree trained here 0.878; 16,384 words (5 probed) and 65,536 words (10
-probed) lose 2-3 points on the hold-out half and are no faster at 10,000 references (faiss visits
-far more lists).
+recall@1 0.898; a 4,096-word tree trained here 0.878. 16,384 words (5 probed) and 65,536 words
+(10 probed) lost 2-3 points on the hold-out half, and 65,536 was no faster at 10,000 references
+(faiss visits far more lists).
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ a 4000 px photo. CLAHE equalises local contrast first, because FAST's threshold 
 washed-out photo would otherwise lose most of its corners. Keypoints are then scaled back to the
 pixel coordinates of the image the caller passed.
 
-Queries (`extract_query`) larger than that keep up to `QUERY_LONG_SIDE` px, with proportionally
-more features: the objects in them may be small. A reference is indexed with `extract_reference`: its upright features plus those of synthetic views.
-Four are tilted by 60 degrees, because ORB is not affine invariant and a steeply tilted card otherwise
-shares almost no descriptors with its scan (hard-tier recall 0.54 -> 0.86 on the dev hold-out half).
-One is seen from 2.5x farther: a poster covering a tenth of a photo is smaller than the upright
-view's coarsest pyramid levels hold many features of (tune-half recall 0.871 -> 0.898, no false
-positives). Queries use `extract`, one view.
+Queries (`extract_query`, one view) larger than that keep up to `QUERY_LONG_SIDE` px, with
+proportionally more features: the objects in them may be small.
+
+A reference is indexed with `extract_reference`: its upright features plus those of synthetic
+views. Four are tilted by 60 degrees, because ORB is not affine invariant and a steeply tilted card
+otherwise shares almost no descriptors with its scan (hard-tier recall 0.54 -> 0.86 on the dev
+hold-out half). One is seen from 2.5x farther: a poster covering a tenth of a photo is smaller than
+the upright view's coarsest pyramid levels hold many features of (tune-half recall 0.871 -> 0.898,
+no false positives).
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def extract(gray: np.ndarray, long_side: int = ANALYSIS_LONG_SIDE) -> Features:
 
 def extract_query(gray: np.ndarray) -> Features:
     """A query's features: a photo larger than the analysis size is analysed at up to
-    `QUERY_LONG_SIDE`, since a poster covering a tenth of a 1280x960 photo is only ~130 px wide
+    `QUERY_LONG_SIDE`, since a poster covering a tenth of a 1280x960 photo is only ~200 px wide
     at 640 (tune-half recall 0.898 -> 0.939, hard 0.762 -> 0.857; 640x480 queries cost the same)."""
     return extract(gray, int(np.clip(max(gray.shape), ANALYSIS_LONG_SIDE, QUERY_LONG_SIDE)))
 

@@ -1,7 +1,7 @@
 """The worker's recognition pipeline for one query: bytes in, verified matches and timings out.
 
 A photo smaller than `QUERY_LONG_SIDE` in which nothing is found gets a second look upsampled to
-that size: a poster covering a tenth of a 640x480 photo is ~150 px wide, too small for ORB's finest
+that size: a poster covering a tenth of a 640x480 photo is ~200 px wide, too small for ORB's finest
 scale to match the reference's features (dev set: recall@1 0.945 -> 0.959 hold-out, hard tier
 0.861 -> 0.884). A second search is a second chance for a chance match, so what it finds must
 have `RETRY_MIN_INLIERS`: the tune half's two false positives of a second look had 13 and 14.

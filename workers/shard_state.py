@@ -100,7 +100,7 @@ class ShardState:
         total = 0
         for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
             total += self._add(collection, image_id.decode(), record)
-        if self._snapshots and total >= self._snapshots.min_images:
+        if self._snapshots:  # it skips collections below its size threshold
             self._save(collection_id, collection, cursor)
         return total
 
