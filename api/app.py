@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.dispatcher = Dispatcher(settings, redis)
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
-        log.info("API ready: redis %s, %d shards, deadline %d ms", settings.redis_url, settings.shards, settings.deadline_ms)
+        log.info(
+            "API ready: redis %s, %d shards, deadline %d ms", settings.redis_url, settings.shards, settings.deadline_ms
+        )
         try:
             yield
         finally:

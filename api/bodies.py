@@ -34,7 +34,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object (415 unless it is declared JSON, 400 INVALID_JSON if unreadable)."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise WrongContentType(f"Send a JSON body with 'Content-Type: application/json' (got {media_type or 'none'!r}).")
+        raise WrongContentType(
+            f"Send a JSON body with 'Content-Type: application/json' (got {media_type or 'none'!r})."
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

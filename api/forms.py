@@ -76,7 +76,9 @@ def _number(form: FormData, name: str, low: float, high: float) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise ParameterInvalid(f"'{name}' must be a number (got {value[:20]!r}).", details={name: "not a number"}) from None
+        raise ParameterInvalid(
+            f"'{name}' must be a number (got {value[:20]!r}).", details={name: "not a number"}
+        ) from None
     if not low <= number <= high:
         raise ParameterInvalid(f"'{name}' must be between {low:g} and {high:g}.", details={name: "out of range"})
     return number

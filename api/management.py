@@ -86,7 +86,9 @@ async def update_object(resource: Resource, request: Request) -> Response:
     current = await catalog.get(request.app.state.redis, resource.kind, object_id)
     changed = {name for name in resource.create_only if name in body and _differs(resource, name, body[name], current)}
     if changed:
-        raise ValidationError("Some fields cannot be changed after creation.", details=dict.fromkeys(changed, "cannot be changed"))
+        raise ValidationError(
+            "Some fields cannot be changed after creation.", details=dict.fromkeys(changed, "cannot be changed")
+        )
     writable = {name: f for name, f in resource.fields.items() if name not in resource.create_only}
     fields = bodies.clean(body, writable, partial=True)
     record = await resource.save(request, object_id, fields)
@@ -108,8 +110,13 @@ async def delete_object(resource: Resource, request: Request) -> Response:
 
 def _routes() -> list[BaseRoute]:
     """One route per path and method: Starlette picks the route whose method matches."""
-    calls = (("", "GET", list_objects), ("", "POST", create_object), ("{object_id}/", "GET", get_object),
-             ("{object_id}/", "PUT", update_object), ("{object_id}/", "DELETE", delete_object))
+    calls = (
+        ("", "GET", list_objects),
+        ("", "POST", create_object),
+        ("{object_id}/", "GET", get_object),
+        ("{object_id}/", "PUT", update_object),
+        ("{object_id}/", "DELETE", delete_object),
+    )
     return [
         Route(f"/api/v0/{resource.name}/{suffix}", functools.partial(handler, resource), methods=[method])
         for resource in RESOURCES

@@ -36,16 +36,25 @@ IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker", m
 # Gauges read from Redis at scrape time: with several API processes, the most recent read wins.
 QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"], multiprocess_mode="mostrecent")
 OLDEST_JOB = Gauge(
-    "recog_queue_oldest_job_age_seconds", "Age of the oldest queued job of a shard", ["shard"], multiprocess_mode="mostrecent"
+    "recog_queue_oldest_job_age_seconds",
+    "Age of the oldest queued job of a shard",
+    ["shard"],
+    multiprocess_mode="mostrecent",
 )
 LIVE_WORKERS = Gauge(
     "recog_live_workers", "Workers with a fresh heartbeat serving a shard", ["shard"], multiprocess_mode="mostrecent"
 )
 INDEXED_IMAGES = Gauge(
-    "recog_indexed_images", "Reference images indexed for a shard (as its workers report)", ["shard"], multiprocess_mode="mostrecent"
+    "recog_indexed_images",
+    "Reference images indexed for a shard (as its workers report)",
+    ["shard"],
+    multiprocess_mode="mostrecent",
 )
 INDEX_LOAD_SECONDS = Gauge(
-    "recog_index_load_seconds", "Longest time a live worker took to load a shard's index", ["shard"], multiprocess_mode="mostrecent"
+    "recog_index_load_seconds",
+    "Longest time a live worker took to load a shard's index",
+    ["shard"],
+    multiprocess_mode="mostrecent",
 )
 
 
@@ -80,7 +89,11 @@ async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) ->
     for shard in range(shards):
         depth, oldest = heads[2 * shard], heads[2 * shard + 1]
         QUEUE_DEPTH.labels(str(shard)).set(depth)
-        enqueued = await redis.hget(dispatcher.queue(shard).job_class.key_for(oldest.decode()), "enqueued_at") if oldest else None
+        enqueued = (
+            await redis.hget(dispatcher.queue(shard).job_class.key_for(oldest.decode()), "enqueued_at")
+            if oldest
+            else None
+        )
         OLDEST_JOB.labels(str(shard)).set(job_age(enqueued, time.time()) or 0.0)
     for shard, beats in (await live_workers(redis, shards)).items():
         LIVE_WORKERS.labels(str(shard)).set(len(beats))

@@ -19,8 +19,10 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await state.redis.ping()
         workers = await metrics.live_workers(state.redis, state.settings.shards)
-    except Exception as exc:  # any Redis failure means not ready, whatever its type
-        return JSONResponse({"status": "unavailable", "reason": f"Redis does not answer: {type(exc).__name__}"}, status_code=503)
+    except Exception as exc:  # noqa: BLE001 - any Redis failure means not ready, whatever its type
+        return JSONResponse(
+            {"status": "unavailable", "reason": f"Redis does not answer: {type(exc).__name__}"}, status_code=503
+        )
     orphans = sorted(shard for shard, beats in workers.items() if not beats)
     if orphans:
         reason = f"no live worker serves shard(s) {', '.join(map(str, orphans))}"

@@ -36,7 +36,9 @@ def _bbox(hit: Hit, form: SearchForm) -> dict[str, Any]:
     return {"bbox": [[round(x, 5), round(y, 5)] for x, y in hit.corners]} if form.bboxes else {}
 
 
-def results_v1(hits: list[Hit], items: dict[str, dict[str, Any]], collection: str, form: SearchForm, base: str) -> list[dict[str, Any]]:
+def results_v1(
+    hits: list[Hit], items: dict[str, dict[str, Any]], collection: str, form: SearchForm, base: str
+) -> list[dict[str, Any]]:
     template = thumb_template(base)
     return [
         {

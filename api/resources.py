@@ -77,7 +77,9 @@ def _children_lister(kind: Kind) -> Lister:
     return lister
 
 
-async def _list_collections(request: Request, params: Mapping[str, str], offset: int, limit: int) -> tuple[list[Record], int]:
+async def _list_collections(
+    request: Request, params: Mapping[str, str], offset: int, limit: int
+) -> tuple[list[Record], int]:
     redis = request.app.state.redis
     name, contains = params.get("name"), params.get("name__contains")
     if name is None and contains is None:
@@ -140,7 +142,10 @@ async def _remove_token(request: Request, token: str) -> None:
 
 def _image_links(record: Record, base: str) -> Record:
     prefix = f"{base}/files/{uploads.image_dir(record['collection'], record['item'], record['uuid'])}"
-    return {"file": f"{prefix}/{uploads.ORIGINAL}", **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in uploads.THUMB_SIZES}}
+    return {
+        "file": f"{prefix}/{uploads.ORIGINAL}",
+        **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in uploads.THUMB_SIZES},
+    }
 
 
 UUID = re.compile(r"[0-9a-f]{32}")
@@ -194,7 +199,10 @@ RESOURCES = (
         kind=catalog.TOKEN,
         id_pattern=TOKEN,
         # rate_limit (our own): searches per second this token may make; null is unlimited.
-        fields={"collection": Field(bodies.reference("collection"), required=True), "rate_limit": Field(bodies.optional_count(1, 100_000))},
+        fields={
+            "collection": Field(bodies.reference("collection"), required=True),
+            "rate_limit": Field(bodies.optional_count(1, 100_000)),
+        },
         create=_creator(catalog.TOKEN, {"rate_limit": None}),
         save=_saver(catalog.TOKEN),
         remove=_remove_token,

@@ -53,4 +53,6 @@ class TokenCache:
             pipe.expire(key, 2)
             used, _ = await pipe.execute()
         if used > rate_limit:
-            raise QuotaExceeded(f"This token may make {rate_limit} searches per second; retry in a second.", retry_after=1)
+            raise QuotaExceeded(
+                f"This token may make {rate_limit} searches per second; retry in a second.", retry_after=1
+            )

@@ -96,7 +96,11 @@ def percentiles(values: list[float]) -> dict[str, float]:
     """p50 and p95 (and n) of `values`, rounded for a report."""
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
+    return {
+        "n": len(values),
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p95": round(float(np.percentile(values, 95)), 2),
+    }
 
 
 def split_of(query: dict[str, Any]) -> str:
@@ -164,8 +168,12 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
     timed = [o for o in outcomes if o.timings]
     return {
         "recall_at_1": recall(positives),
-        "recall_by_tier": {t: recall([o for o in positives if o.tier == t]) for t in sorted({o.tier for o in positives})},
-        "recall_by_kind": {k: recall([o for o in positives if o.kind == k]) for k in sorted({o.kind for o in positives})},
+        "recall_by_tier": {
+            t: recall([o for o in positives if o.tier == t]) for t in sorted({o.tier for o in positives})
+        },
+        "recall_by_kind": {
+            k: recall([o for o in positives if o.kind == k]) for k in sorted({o.kind for o in positives})
+        },
         "wrong_top1": rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives)),
         "false_positive": rate(sum(o.found is not None for o in negatives), len(negatives)),
         "false_positive_by_kind": {
@@ -212,13 +220,18 @@ def print_table(report: dict[str, dict[str, Any]]) -> None:
         print(f"\n{key} (one core)  " + "  ".join(f"{s:>16}" for s in STAGES))
         for n in names:
             stats = report[n][key]
-            print(f"  {n:16}" + "  ".join(f"{stats[s].get('p50', 0):7.1f}/{stats[s].get('p95', 0):<7.1f}" + " " for s in STAGES))
+            print(
+                f"  {n:16}"
+                + "  ".join(f"{stats[s].get('p50', 0):7.1f}/{stats[s].get('p95', 0):<7.1f}" + " " for s in STAGES)
+            )
     print("  (each cell: p50/p95 ms)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)")
+    parser.add_argument(
+        "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     args = parser.parse_args()
     core = pin_one_core()
@@ -229,9 +242,17 @@ def main() -> None:
     report["all"] = summarise(outcomes)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": str(args.dataset), "indexed": len(index), "queries": len(outcomes), "cpu_core": core,
-            "machine": platform.processor() or platform.machine(), "headline": "holdout"}
-    args.out.write_text(json.dumps({"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}, indent=1))
+    meta = {
+        "dataset": str(args.dataset),
+        "indexed": len(index),
+        "queries": len(outcomes),
+        "cpu_core": core,
+        "machine": platform.processor() or platform.machine(),
+        "headline": "holdout",
+    }
+    args.out.write_text(
+        json.dumps({"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}, indent=1)
+    )
     print(f"\nwrote {args.out}")
 
 

@@ -49,16 +49,26 @@ from tqdm import tqdm
 
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
-from tests.conftest import wait_converged  # noqa: E402
+from tests.conftest import wait_converged
 
 COLUMNS = [
-    ("phase", "phase"), ("requests", "requests"), ("ok", "200"), ("wrong", "200 wrong item"), ("busy", "503"),
-    ("timeout", "504"), ("other", "other"), ("failed", "failed"), ("hanging", "past deadline+1s"),
-    ("latency_ms_max", "max ms"), ("converged_s", "converged s"),
+    ("phase", "phase"),
+    ("requests", "requests"),
+    ("ok", "200"),
+    ("wrong", "200 wrong item"),
+    ("busy", "503"),
+    ("timeout", "504"),
+    ("other", "other"),
+    ("failed", "failed"),
+    ("hanging", "past deadline+1s"),
+    ("latency_ms_max", "max ms"),
+    ("converged_s", "converged s"),
 ]
 
 
-def phase(name: str, outcomes: list[Outcome], start: float, end: float, deadline_s: float, event_at: float | None) -> dict[str, Any]:
+def phase(
+    name: str, outcomes: list[Outcome], start: float, end: float, deadline_s: float, event_at: float | None
+) -> dict[str, Any]:
     """Counts for the requests answered in [start, end): a request a dying worker had taken is
     answered (504) after the kill, so it counts there."""
     sent = [o for o in outcomes if start <= o.answered < end]
@@ -77,8 +87,10 @@ def phase(name: str, outcomes: list[Outcome], start: float, end: float, deadline
     }
     if event_at is not None and failures:
         # When the failures happened, from the event (join or kill), by when they were answered.
-        row["failures_answered_s_after_event"] = [round(min(o.answered for o in failures) - event_at, 2),
-                                                  round(max(o.answered for o in failures) - event_at, 2)]
+        row["failures_answered_s_after_event"] = [
+            round(min(o.answered for o in failures) - event_at, 2),
+            round(max(o.answered for o in failures) - event_at, 2),
+        ]
         row["failure_latency_ms"] = sorted(round(o.ms) for o in failures)[:20]
     return row
 
@@ -86,23 +98,37 @@ def phase(name: str, outcomes: list[Outcome], start: float, end: float, deadline
 def started_jobs(db: redis.Redis, shards: int) -> int:
     """Jobs RQ still counts as being worked on, over all shard queues (a dead worker's stay there)."""
     return sum(
-        len(StartedJobRegistry(queue_name(s), connection=db, serializer=MsgpackSerializer).get_job_ids(cleanup=False)) for s in range(shards)
+        len(StartedJobRegistry(queue_name(s), connection=db, serializer=MsgpackSerializer).get_job_ids(cleanup=False))
+        for s in range(shards)
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--references", type=int, default=120, help="references indexed (default %(default)s)")
-    parser.add_argument("--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)")
+    parser.add_argument(
+        "--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)"
+    )
     parser.add_argument("--shards", type=int, default=8, help="RECOG_SHARDS (default %(default)s)")
     parser.add_argument("--replicas", type=int, default=2, help="RECOG_REPLICAS (default %(default)s)")
     parser.add_argument("--deadline-ms", type=int, default=3000, help="RECOG_DEADLINE_MS (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=6, help="clients in the closed loop (default %(default)s)")
-    parser.add_argument("--baseline", type=float, default=5, help="seconds of load before the join (default %(default)s)")
-    parser.add_argument("--settle", type=float, default=3, help="seconds of load after each convergence (default %(default)s)")
-    parser.add_argument("--converge-timeout", type=float, default=60, help="give up waiting for convergence after (default %(default)s s)")
+    parser.add_argument(
+        "--baseline", type=float, default=5, help="seconds of load before the join (default %(default)s)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=3, help="seconds of load after each convergence (default %(default)s)"
+    )
+    parser.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=60,
+        help="give up waiting for convergence after (default %(default)s s)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="picks the worker to kill (default: random)")
-    parser.add_argument("--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)")
+    parser.add_argument(
+        "--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
     args = parser.parse_args()
 
@@ -110,7 +136,11 @@ def main() -> int:
     db.flushdb()
     note = cpu_note()
     deadline_s = args.deadline_ms / 1000
-    env = {"RECOG_SHARDS": str(args.shards), "RECOG_REPLICAS": str(args.replicas), "RECOG_DEADLINE_MS": str(args.deadline_ms)}
+    env = {
+        "RECOG_SHARDS": str(args.shards),
+        "RECOG_REPLICAS": str(args.replicas),
+        "RECOG_DEADLINE_MS": str(args.deadline_ms),
+    }
     stack = start_stack(args.redis_url, bench_data_dir("faults"), 2, env=env)
     marks: dict[str, float] = {}
     try:
@@ -119,7 +149,14 @@ def main() -> int:
         wait_converged(db, 2, args.shards, args.replicas, args.converge_timeout)
         wait_indexed(db, catalogue, args.shards)
         # A day of seconds: the load ends when told to; the client timeout shows hanging requests.
-        load = Load(stack.url, searches_of(catalogue, references), args.concurrency, 86_400, timeout=deadline_s + 30, desc="load")
+        load = Load(
+            stack.url,
+            searches_of(catalogue, references),
+            args.concurrency,
+            86_400,
+            timeout=deadline_s + 30,
+            desc="load",
+        )
         thread = load.in_thread()
         try:
             marks["baseline"] = time.monotonic()
@@ -152,22 +189,36 @@ def main() -> int:
     outcomes = load.outcomes
     rows = [
         phase("baseline (2 workers)", outcomes, marks["baseline"], marks["join"], deadline_s, None),
-        {**phase("join (2 -> 3)", outcomes, marks["join"], marks["kill"], deadline_s, marks["join"]), "converged_s": round(joined, 2)},
-        {**phase("kill -9 (3 -> 2)", outcomes, marks["kill"], marks["end"], deadline_s, marks["kill"]), "converged_s": round(recovered, 2)},
+        {
+            **phase("join (2 -> 3)", outcomes, marks["join"], marks["kill"], deadline_s, marks["join"]),
+            "converged_s": round(joined, 2),
+        },
+        {
+            **phase("kill -9 (3 -> 2)", outcomes, marks["kill"], marks["end"], deadline_s, marks["kill"]),
+            "converged_s": round(recovered, 2),
+        },
     ]
     print(table(rows, COLUMNS))
     kill = rows[2]
-    print(f"kill: shards served by the 2 survivors as rendezvous hashing wants {recovered:.1f} s after the kill (goal <= 10 s); "
-          f"{kill['failed']} failed request(s) ({kill['busy']} x 503, {kill['timeout']} x 504, {kill['other']} other); "
-          f"{kill['hanging']} left unanswered past deadline + 1 s (goal 0)")
+    print(
+        f"kill: shards served by the 2 survivors as rendezvous hashing wants {recovered:.1f} s after the kill (goal <= 10 s); "
+        f"{kill['failed']} failed request(s) ({kill['busy']} x 503, {kill['timeout']} x 504, {kill['other']} other); "
+        f"{kill['hanging']} left unanswered past deadline + 1 s (goal 0)"
+    )
     print(f"join: {rows[1]['failed']} failed request(s) while shards moved to the new worker (goal 0)")
-    print(f"RQ started-job registries: {jobs_before} job(s) just before the kill, {orphaned} after recovery "
-          "after the load stopped (what is left there was taken by the killed worker and never answered)")
+    print(
+        f"RQ started-job registries: {jobs_before} job(s) just before the kill, {orphaned} after recovery "
+        "after the load stopped (what is left there was taken by the killed worker and never answered)"
+    )
     result = {
         "bench": "faults",
         "machine": f"{platform.machine()}, {note}",
-        "references": args.references, "collections": args.collections, "shards": args.shards, "replicas": args.replicas,
-        "deadline_ms": args.deadline_ms, "concurrency": args.concurrency,
+        "references": args.references,
+        "collections": args.collections,
+        "shards": args.shards,
+        "replicas": args.replicas,
+        "deadline_ms": args.deadline_ms,
+        "concurrency": args.concurrency,
         "join_converged_s": round(joined, 2),
         "kill_converged_s": round(recovered, 2),
         "started_jobs_before_kill": jobs_before,

@@ -44,14 +44,22 @@ from typing import Any
 
 import httpx
 import redis
+from harness import (
+    BENCH_REDIS_URL,
+    ROOT,
+    CpuMeter,
+    bench_data_dir,
+    cpu_note,
+    query_images,
+    redis_pid,
+    start_stack,
+    table,
+    write_result,
+)
 from rq import Queue
 from rq.job import Job
 from tqdm import tqdm
 
-from harness import (
-    BENCH_REDIS_URL, ROOT, CpuMeter, bench_data_dir, cpu_note, query_images, redis_pid, start_stack, table,
-    write_result,
-)
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchReply, decode_job, encode_reply
 from shared.shards import queue_name
@@ -100,7 +108,10 @@ def stub_worker(redis_url: str, stats_path: Path) -> None:
     def heartbeat() -> None:
         while not stop.is_set():
             with connection.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.worker(name), mapping={"name": name, "pid": os.getpid(), "shards": ",".join(map(str, range(SHARDS)))})
+                pipe.hset(
+                    keys.worker(name),
+                    mapping={"name": name, "pid": os.getpid(), "shards": ",".join(map(str, range(SHARDS)))},
+                )
                 pipe.expire(keys.worker(name), 30)
                 pipe.zadd(keys.WORKERS, {name: time.time()})
                 pipe.execute()
@@ -122,14 +133,31 @@ def stub_worker(redis_url: str, stats_path: Path) -> None:
         spent.append((time.perf_counter() - started) * 1000)
     connection.zrem(keys.WORKERS, name)
     connection.delete(keys.worker(name))
-    stats_path.write_text(json.dumps({"jobs": len(spent), "ms_p50": round(statistics.median(spent), 3) if spent else None}))
+    stats_path.write_text(
+        json.dumps({"jobs": len(spent), "ms_p50": round(statistics.median(spent), 3) if spent else None})
+    )
 
 
 # --- clients --------------------------------------------------------------------------------------
 
 
-def wrk(url: str, script: Path, seconds: float, connections: int, threads: int, meter_pids: dict[str, list[int]]) -> dict[str, Any]:
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
+def wrk(
+    url: str, script: Path, seconds: float, connections: int, threads: int, meter_pids: dict[str, list[int]]
+) -> dict[str, Any]:
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     with CpuMeter({**meter_pids, "client": [proc.pid]}) as cpu:
@@ -156,7 +184,9 @@ def wrk(url: str, script: Path, seconds: float, connections: int, threads: int, 
     }
 
 
-async def _httpx_run(url: str, path: str, seconds: float, concurrency: int, files: dict[str, Any] | None, data: dict[str, str] | None) -> tuple[list[float], dict[str, int]]:
+async def _httpx_run(
+    url: str, path: str, seconds: float, concurrency: int, files: dict[str, Any] | None, data: dict[str, str] | None
+) -> tuple[list[float], dict[str, int]]:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     end = time.monotonic() + seconds
@@ -178,11 +208,21 @@ async def _httpx_run(url: str, path: str, seconds: float, concurrency: int, file
     return latencies, statuses
 
 
-def httpx_client(url: str, path: str, seconds: float, concurrency: int, meter_pids: dict[str, list[int]], token: str = "", image: bytes = b"") -> dict[str, Any]:
+def httpx_client(
+    url: str,
+    path: str,
+    seconds: float,
+    concurrency: int,
+    meter_pids: dict[str, list[int]],
+    token: str = "",
+    image: bytes = b"",
+) -> dict[str, Any]:
     files = {"image": ("q.jpg", image, "image/jpeg")} if image else None
     with CpuMeter({**meter_pids, "client": [os.getpid()]}) as cpu:
         started = time.monotonic()
-        latencies, statuses = asyncio.run(_httpx_run(url, path, seconds, concurrency, files, {"token": token} if image else None))
+        latencies, statuses = asyncio.run(
+            _httpx_run(url, path, seconds, concurrency, files, {"token": token} if image else None)
+        )
         elapsed = time.monotonic() - started
     return {
         "requests": len(latencies),
@@ -213,14 +253,26 @@ def descendants(pid: int) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8, help="seconds per measurement (default %(default)s; 5 of them)")
-    parser.add_argument("--connections", type=int, default=64, help="connections for the throughput runs (default %(default)s)")
-    parser.add_argument("--processes", type=int, default=1, help="API processes (`recog serve --processes`, default %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=8, help="seconds per measurement (default %(default)s; 5 of them)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="connections for the throughput runs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="API processes (`recog serve --processes`, default %(default)s)"
+    )
     parser.add_argument("--stubs", type=int, default=1, help="stub worker processes (default %(default)s)")
-    parser.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
-                        help="load client for the measurements (default: wrk when installed)")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load client for the measurements (default: wrk when installed)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default %(default)s)")
-    parser.add_argument("--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)")
+    parser.add_argument(
+        "--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "frontend.json")
     parser.add_argument("--stub-worker", nargs=2, metavar=("REDIS_URL", "STATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -241,24 +293,33 @@ def main() -> int:
     try:
         stack.wait_ready(timeout=30)
         with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
-            collection = admin.post("/api/v0/collection/", json={"name": f"bench-{uuid.uuid4().hex[:8]}"}).json()["uuid"]
+            collection = admin.post("/api/v0/collection/", json={"name": f"bench-{uuid.uuid4().hex[:8]}"}).json()[
+                "uuid"
+            ]
             token = admin.get("/api/v0/token/", params={"collection__uuid": collection}).json()["objects"][0]["token"]
         image = query_images()[2]
         (work / "q.jpg").write_bytes(image)
         scripts = {"healthz": work / "healthz.lua", "search": work / "search.lua"}
         scripts["healthz"].write_text(_WRK_REPORT)
-        scripts["search"].write_text(_WRK_MULTIPART % {"image": json.dumps(str(work / "q.jpg")), "token": json.dumps(token)} + _WRK_REPORT)
+        scripts["search"].write_text(
+            _WRK_MULTIPART % {"image": json.dumps(str(work / "q.jpg")), "token": json.dumps(token)} + _WRK_REPORT
+        )
         pids = {"api": descendants(stack.processes[0].pid), "stub": [s.pid for s in stubs], "redis": redis_pid(db)}
         paths = {"healthz": "/healthz", "search": "/v1/search"}
         plan = [(f"{kind} x{conns}", kind, conns) for conns in (1, args.connections) for kind in ("healthz", "search")]
         for label, kind, conns in tqdm(plan, desc="measurements", unit="run"):
             if args.client == "wrk":
-                runs[label] = wrk(stack.url + paths[kind], scripts[kind], args.seconds, conns, min(args.wrk_threads, conns), pids)
+                runs[label] = wrk(
+                    stack.url + paths[kind], scripts[kind], args.seconds, conns, min(args.wrk_threads, conns), pids
+                )
             else:
-                runs[label] = httpx_client(stack.url, paths[kind], args.seconds, conns, pids, token, image if kind == "search" else b"")
+                runs[label] = httpx_client(
+                    stack.url, paths[kind], args.seconds, conns, pids, token, image if kind == "search" else b""
+                )
             runs[label]["client"] = args.client
         runs[f"healthz x{args.connections} (httpx ceiling)"] = {
-            **httpx_client(stack.url, "/healthz", args.seconds, args.connections, pids), "client": "httpx",
+            **httpx_client(stack.url, "/healthz", args.seconds, args.connections, pids),
+            "client": "httpx",
         }
     finally:
         for stub in stubs:
@@ -273,16 +334,41 @@ def main() -> int:
     rows = []
     for label, run in runs.items():
         cores = run["cores"]
-        rows.append({
-            "run": label, "client": run["client"], "per_second": run["per_second"], "p50": run["latency_ms_p50"],
-            "p99": run["latency_ms_p99"], "statuses": " ".join(f"{k}:{v}" for k, v in sorted(run["statuses"].items())),
-            "api": cores["api"], "stub": cores["stub"], "redis": cores["redis"], "client_cores": cores["client"],
-            "machine": run["machine_busy"],
-            "api_cpu_ms": round(run["cpu_seconds"]["api"] * 1000 / run["requests"], 3) if run["requests"] else None,
-        })
-    print(table(rows, [("run", "run"), ("client", "client"), ("per_second", "req/s"), ("p50", "p50 ms"), ("p99", "p99 ms"),
-                       ("statuses", "statuses"), ("api", "api cores"), ("stub", "stub cores"), ("redis", "redis cores"),
-                       ("client_cores", "client cores"), ("machine", "machine busy"), ("api_cpu_ms", "api CPU ms/req")]))
+        rows.append(
+            {
+                "run": label,
+                "client": run["client"],
+                "per_second": run["per_second"],
+                "p50": run["latency_ms_p50"],
+                "p99": run["latency_ms_p99"],
+                "statuses": " ".join(f"{k}:{v}" for k, v in sorted(run["statuses"].items())),
+                "api": cores["api"],
+                "stub": cores["stub"],
+                "redis": cores["redis"],
+                "client_cores": cores["client"],
+                "machine": run["machine_busy"],
+                "api_cpu_ms": round(run["cpu_seconds"]["api"] * 1000 / run["requests"], 3) if run["requests"] else None,
+            }
+        )
+    print(
+        table(
+            rows,
+            [
+                ("run", "run"),
+                ("client", "client"),
+                ("per_second", "req/s"),
+                ("p50", "p50 ms"),
+                ("p99", "p99 ms"),
+                ("statuses", "statuses"),
+                ("api", "api cores"),
+                ("stub", "stub cores"),
+                ("redis", "redis cores"),
+                ("client_cores", "client cores"),
+                ("machine", "machine busy"),
+                ("api_cpu_ms", "api CPU ms/req"),
+            ],
+        )
+    )
     search = runs[f"search x{args.connections}"]
     added = runs["search x1"]["latency_ms_p50"] - runs["healthz x1"]["latency_ms_p50"]
     api_ms = search["cpu_seconds"]["api"] * 1000 / max(search["requests"], 1)
@@ -291,7 +377,9 @@ def main() -> int:
     lines = [
         f"searches per second per API process: {per_process:.0f} (goal >= 2,000); the API process used "
         f"{search['cores']['api']:.2f} cores for it, {api_ms:.2f} CPU ms per search, i.e. at most "
-        f"{1000 / api_ms:.0f} searches/s per fully busy core" if api_ms else "no searches measured",
+        f"{1000 / api_ms:.0f} searches/s per fully busy core"
+        if api_ms
+        else "no searches measured",
         f"added latency per search: {added:.2f} ms (goal <= 1 ms) = median /v1/search {runs['search x1']['latency_ms_p50']:.2f} ms"
         f" - median /healthz {runs['healthz x1']['latency_ms_p50']:.2f} ms, one connection; the stub's own median per job: {stub_ms} ms",
         f"whole machine busy during the search run: {search['machine_busy']:.0%} ({os.cpu_count()} cores, other processes included)",
@@ -300,10 +388,14 @@ def main() -> int:
     result = {
         "bench": "frontend",
         "machine": f"{platform.machine()}, {note}",
-        "processes": args.processes, "stubs": args.stubs, "connections": args.connections, "seconds": args.seconds,
-        "client": args.client, "query_bytes": len(image),
+        "processes": args.processes,
+        "stubs": args.stubs,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "client": args.client,
+        "query_bytes": len(image),
         "definition": "added latency = median latency of /v1/search with an instant stub worker minus median latency of "
-                      "GET /healthz, both over one keep-alive connection on loopback",
+        "GET /healthz, both over one keep-alive connection on loopback",
         "searches_per_second_per_process": round(per_process, 1),
         "api_cpu_ms_per_search": round(api_ms, 3),
         "added_latency_ms": round(added, 3),

@@ -56,7 +56,9 @@ def _generated_photo(n: int) -> bytes:
 
 def reference_images(count: int) -> list[bytes]:
     """Dev references and distractors first (real pictures), then generated ones up to `count`."""
-    files = sorted((DEV / "references").glob("*.jpg")) + sorted((DEV / "distractors").glob("*.jpg")) if DEV.exists() else []
+    files = (
+        sorted((DEV / "references").glob("*.jpg")) + sorted((DEV / "distractors").glob("*.jpg")) if DEV.exists() else []
+    )
     images = [f.read_bytes() for f in files[:count]]
     images += [_generated_reference(n) for n in range(count - len(images))]
     return images
@@ -98,7 +100,9 @@ def photographed_references(count: int) -> list[Reference]:
 # --- the stack ----------------------------------------------------------------------------------
 
 
-def start_stack(redis_url: str, data_dir: Path, workers: int, processes: int = 1, env: Mapping[str, str] | None = None) -> Stack:
+def start_stack(
+    redis_url: str, data_dir: Path, workers: int, processes: int = 1, env: Mapping[str, str] | None = None
+) -> Stack:
     """An API process (`--processes` uvicorn processes) and `workers` workers, ready to search;
     `env`: RECOG_* settings on top of the tests' (`stack_env`)."""
     stack = start_api(stack_env(redis_url, data_dir, **(env or {})), processes)
@@ -144,7 +148,8 @@ async def index(url: str, images: Sequence[bytes], collections: int = 1, shards:
             used.add(shard)
             ids.append(uuid)
         tokens = [
-            (await client.get("/api/v0/token/", params={"collection__uuid": c})).json()["objects"][0]["token"] for c in ids
+            (await client.get("/api/v0/token/", params={"collection__uuid": c})).json()["objects"][0]["token"]
+            for c in ids
         ]
         semaphore = asyncio.Semaphore(4)
         bar = tqdm(total=len(images), desc="indexing", unit="img")
@@ -154,7 +159,9 @@ async def index(url: str, images: Sequence[bytes], collections: int = 1, shards:
             async with semaphore:
                 c = n % len(ids)
                 item = await client.post("/api/v0/item/", json={"collection": ids[c], "name": f"ref {n}"})
-                response = await client.post("/api/v0/image/", data={"item": item.json()["uuid"]}, files={"file": ("r.jpg", data)})
+                response = await client.post(
+                    "/api/v0/image/", data={"item": item.json()["uuid"]}, files={"file": ("r.jpg", data)}
+                )
                 if response.status_code != 201:
                     tqdm.write(f"reference {n} refused: {response.text[:120]}")
                 placed[n] = (c, item.json()["uuid"])
@@ -177,7 +184,9 @@ def wait_indexed(db: redis.Redis, catalogue: Catalogue, shards: int, timeout: fl
         live = live_heartbeats(db)
         beats = [db.hgetall(keys.worker(name)) for name in live]
         if live and all(
-            int(beat.get(f"images:{s}".encode(), 0)) >= expected.get(s, 0) for beat, served in zip(beats, live.values(), strict=True) for s in served
+            int(beat.get(f"images:{s}".encode(), 0)) >= expected.get(s, 0)
+            for beat, served in zip(beats, live.values(), strict=True)
+            for s in served
         ):
             return time.monotonic() - started
         time.sleep(0.1)
@@ -251,7 +260,9 @@ class Load:
         end = time.monotonic() + self.seconds
         rng = random.Random(1)
         sent = 0
-        bar = tqdm(total=math.ceil(self.seconds) if self.seconds < 3600 else None, desc=self.desc, unit="s", leave=False)
+        bar = tqdm(
+            total=math.ceil(self.seconds) if self.seconds < 3600 else None, desc=self.desc, unit="s", leave=False
+        )
 
         def more() -> bool:
             return time.monotonic() < end and not self.stop.is_set() and (self.limit is None or sent < self.limit)
@@ -280,7 +291,9 @@ class Load:
 async def _send(client: httpx.AsyncClient, search: Search) -> Outcome:
     sent = time.monotonic()
     try:
-        response = await client.post("/v1/search", data={"token": search.token}, files={"image": ("q.jpg", search.image, "image/jpeg")})
+        response = await client.post(
+            "/v1/search", data={"token": search.token}, files={"image": ("q.jpg", search.image, "image/jpeg")}
+        )
     except httpx.HTTPError:
         return Outcome(sent, time.monotonic(), 0, search.tag)
     answered = time.monotonic()

@@ -43,12 +43,20 @@ from harness import (
 )
 from tqdm import tqdm
 
-from tests.conftest import wait_converged  # noqa: E402
+from tests.conftest import wait_converged
 
 COLUMNS = [
-    ("workers", "workers"), ("per_second", "req/s"), ("efficiency", "efficiency"), ("latency_ms_p50", "p50 ms"),
-    ("latency_ms_p95", "p95 ms"), ("latency_ms_p99", "p99 ms"), ("status_text", "statuses"), ("found_first", "found"),
-    ("worker_cores", "worker cores"), ("api_cores", "api cores"), ("machine_busy", "machine busy"),
+    ("workers", "workers"),
+    ("per_second", "req/s"),
+    ("efficiency", "efficiency"),
+    ("latency_ms_p50", "p50 ms"),
+    ("latency_ms_p95", "p95 ms"),
+    ("latency_ms_p99", "p99 ms"),
+    ("status_text", "statuses"),
+    ("found_first", "found"),
+    ("worker_cores", "worker cores"),
+    ("api_cores", "api cores"),
+    ("machine_busy", "machine busy"),
 ]
 
 
@@ -65,25 +73,48 @@ def observation(points: list[dict[str, Any]]) -> str:
     lines = [f"scaling efficiency (throughput(N) / (N x throughput(1))): {', '.join(parts)}"]
     for before, after in zip(points, points[1:], strict=False):
         gain = after["per_second"] / before["per_second"] - 1 if before["per_second"] else 0.0
-        lines.append(f"  {before['workers']} -> {after['workers']} workers: throughput {gain:+.0%}, "
-                     f"workers used {before['worker_cores']} -> {after['worker_cores']} cores")
-    lines.append(f"this machine has {os.cpu_count()} cores; the whole machine was {max(p['machine_busy'] for p in points):.0%} busy "
-                 "at the busiest point (other processes included)")
+        lines.append(
+            f"  {before['workers']} -> {after['workers']} workers: throughput {gain:+.0%}, "
+            f"workers used {before['worker_cores']} -> {after['worker_cores']} cores"
+        )
+    lines.append(
+        f"this machine has {os.cpu_count()} cores; the whole machine was {max(p['machine_busy'] for p in points):.0%} busy "
+        "at the busiest point (other processes included)"
+    )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=worker_counts, default=[1, 2, 3, 4], help="worker counts to measure (default 1,2,3,4)")
+    parser.add_argument(
+        "--workers", type=worker_counts, default=[1, 2, 3, 4], help="worker counts to measure (default 1,2,3,4)"
+    )
     parser.add_argument("--references", type=int, default=200, help="references indexed (default %(default)s)")
-    parser.add_argument("--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)")
+    parser.add_argument(
+        "--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)"
+    )
     parser.add_argument("--shards", type=int, default=8, help="RECOG_SHARDS (default %(default)s)")
-    parser.add_argument("--replicas", type=int, default=2, help="RECOG_REPLICAS: workers per shard (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=8, help="offered concurrency: clients in the closed loop (default %(default)s)")
-    parser.add_argument("--seconds", type=float, default=20, help="measured seconds per worker count (default %(default)s)")
-    parser.add_argument("--requests", type=int, default=None, help="stop a point after this many requests (default: time only)")
-    parser.add_argument("--warmup", type=float, default=2, help="unmeasured load before each point, seconds (default %(default)s)")
-    parser.add_argument("--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)")
+    parser.add_argument(
+        "--replicas", type=int, default=2, help="RECOG_REPLICAS: workers per shard (default %(default)s)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="offered concurrency: clients in the closed loop (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20, help="measured seconds per worker count (default %(default)s)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=None, help="stop a point after this many requests (default: time only)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="unmeasured load before each point, seconds (default %(default)s)"
+    )
+    parser.add_argument(
+        "--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
 
@@ -105,16 +136,27 @@ def main() -> int:
             wait_indexed(db, catalogue, args.shards)
             tqdm.write(f"{count} worker(s): shard ownership converged in {settled:.1f} s")
             Load(stack.url, searches, args.concurrency, args.warmup, desc="warm-up").run()
-            pids = {"workers": [w.pid for w in stack.workers], "api": [p.pid for p in stack.processes], "redis": redis_pid(db)}
+            pids = {
+                "workers": [w.pid for w in stack.workers],
+                "api": [p.pid for p in stack.processes],
+                "redis": redis_pid(db),
+            }
             with CpuMeter(pids) as cpu:
                 started = time.monotonic()
-                outcomes = Load(stack.url, searches, args.concurrency, args.seconds, args.requests, desc=f"{count} worker(s)").run()
+                outcomes = Load(
+                    stack.url, searches, args.concurrency, args.seconds, args.requests, desc=f"{count} worker(s)"
+                ).run()
                 figures = summarise(outcomes, time.monotonic() - started)
-            points.append({
-                "workers": count, **figures,
-                "worker_cores": cpu.cores["workers"], "api_cores": cpu.cores["api"], "redis_cores": cpu.cores["redis"],
-                "machine_busy": cpu.machine_busy,
-            })
+            points.append(
+                {
+                    "workers": count,
+                    **figures,
+                    "worker_cores": cpu.cores["workers"],
+                    "api_cores": cpu.cores["api"],
+                    "redis_cores": cpu.cores["redis"],
+                    "machine_busy": cpu.machine_busy,
+                }
+            )
     finally:
         stack.stop()
         db.flushdb()
@@ -127,8 +169,12 @@ def main() -> int:
     result = {
         "bench": "load",
         "machine": f"{platform.machine()}, {note}",
-        "references": args.references, "collections": args.collections, "shards": args.shards, "replicas": args.replicas,
-        "concurrency": args.concurrency, "seconds_per_point": args.seconds,
+        "references": args.references,
+        "collections": args.collections,
+        "shards": args.shards,
+        "replicas": args.replicas,
+        "concurrency": args.concurrency,
+        "seconds_per_point": args.seconds,
         "points": [{k: v for k, v in p.items() if k != "status_text"} for p in points],
         "observation": observation(points).splitlines(),
     }

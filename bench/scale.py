@@ -116,7 +116,10 @@ def load_fillers(count: int) -> Any:
         starts = np.concatenate([[0], np.cumsum(counts)])
         for i in range(min(CHUNK, count - chunk * CHUNK)):
             rows = slice(starts[i], starts[i + 1])
-            yield f"F{chunk * CHUNK + i:06d}", Features(keypoints[rows], descriptors[rows], int(sizes[i, 0]), int(sizes[i, 1]))
+            yield (
+                f"F{chunk * CHUNK + i:06d}",
+                Features(keypoints[rows], descriptors[rows], int(sizes[i, 0]), int(sizes[i, 1])),
+            )
 
 
 def release_freed_memory() -> None:
@@ -143,11 +146,15 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     pin_one_core()
     tqdm.set_lock(threading.RLock())  # tqdm's default multiprocessing lock leaks a semaphore here
     manifest = json.loads((dataset / "manifest.json").read_text())
-    CollectionIndex().add("warm-up", filler(FIRST_SEED))  # the shared vocabulary and OpenCV buffers are not per reference
+    CollectionIndex().add(
+        "warm-up", filler(FIRST_SEED)
+    )  # the shared vocabulary and OpenCV buffers are not per reference
     before = rss_anon()
     started = time.perf_counter()
     index = build_index(dataset, manifest)
-    for image_id, features in tqdm(load_fillers(size - len(index)), total=size - len(index), desc=f"index {size}", unit="img"):
+    for image_id, features in tqdm(
+        load_fillers(size - len(index)), total=size - len(index), desc=f"index {size}", unit="img"
+    ):
         index.add(image_id, features)
     build_s = time.perf_counter() - started
     per_reference = (rss_anon() - before) / len(index)
@@ -189,7 +196,9 @@ def reopen(snapshots: Snapshots, dataset: Path, manifest: dict[str, Any]) -> dic
     if snapshot is None:
         raise RuntimeError(f"the snapshot just saved in {snapshots.root} cannot be opened")
     opened = snapshot.index
-    outcomes = [run_query(opened, dataset, q) for q in tqdm(manifest["queries"], desc=f"opened {len(opened)}", unit="img")]
+    outcomes = [
+        run_query(opened, dataset, q) for q in tqdm(manifest["queries"], desc=f"opened {len(opened)}", unit="img")
+    ]
     every = summarise(outcomes)
     anon = (rss_anon() - before) / len(opened)
     shutil.rmtree(snapshots.root, ignore_errors=True)
@@ -226,11 +235,15 @@ def main() -> None:
     for size in sizes:
         with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: RSS starts clean
             rows.append(pool.apply(measure, (size, args.dataset)))
-    print(f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} {'recall@1':>7} {'wrong':>6} {'FP':>6}")
+    print(
+        f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} {'recall@1':>7} {'wrong':>6} {'FP':>6}"
+    )
     for row in rows:
         print_row(row)
     print("(one core; latency on 640x480 queries; KB/ref = RssAnon growth / refs; recall over all dev positives)")
-    print(f"\n{'refs':>8} {'save s':>7} {'open s':>7} {'disk KB/ref':>11} {'anon KB/ref':>11} {'p50 ms':>7} {'search':>7} {'recall@1':>8}")
+    print(
+        f"\n{'refs':>8} {'save s':>7} {'open s':>7} {'disk KB/ref':>11} {'anon KB/ref':>11} {'p50 ms':>7} {'search':>7} {'recall@1':>8}"
+    )
     for row in rows:
         p = row["persisted"]
         print(

@@ -11,16 +11,26 @@ clients. Prints the figures and writes them to bench/results/throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import asyncio
+import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import redis
-
-from harness import ROOT, Load, Search, bench_data_dir, index, query_images, reference_images, start_stack, summarise, write_result
+from harness import (
+    ROOT,
+    Load,
+    Search,
+    bench_data_dir,
+    index,
+    query_images,
+    reference_images,
+    start_stack,
+    summarise,
+    write_result,
+)
 
 
 def main() -> int:
@@ -29,8 +39,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--redis-url", default=os.environ.get("RECOG_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
-                        help="a Redis database the bench may flush (default db 11)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("RECOG_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
+        help="a Redis database the bench may flush (default db 11)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "throughput.json")
     args = parser.parse_args()
 

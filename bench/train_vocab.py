@@ -33,16 +33,18 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import imagegen  # noqa: E402
-from workers.decode import decode_gray  # noqa: E402
-from workers.features import extract_reference  # noqa: E402
-from workers.vocabulary import VOCABULARY_PATH  # noqa: E402
+from tests import imagegen
+from workers.decode import decode_gray
+from workers.features import extract_reference
+from workers.vocabulary import VOCABULARY_PATH
 
 
 def descriptors(root: Path, generated: int) -> np.ndarray:
     """(N, 32) uint8: every indexed ORB descriptor of references/, distractors/ and the generated pictures."""
     files = sorted((root / "references").glob("*.jpg")) + sorted((root / "distractors").glob("*.jpg"))
-    out = [extract_reference(decode_gray(f.read_bytes())).descriptors for f in tqdm(files, desc="dev images", unit="img")]
+    out = [
+        extract_reference(decode_gray(f.read_bytes())).descriptors for f in tqdm(files, desc="dev images", unit="img")
+    ]
     for seed in tqdm(range(generated), desc="generated", unit="img"):
         picture = imagegen.textured(5_000_000 + seed, 640, 480)
         out.append(extract_reference(decode_gray(imagegen.encode_jpeg(picture, 90))).descriptors)
@@ -112,7 +114,9 @@ def main() -> None:
     parser.add_argument("--generated", type=int, default=300, help="tests.imagegen pictures added to the training set")
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--regroup", type=Path, help="group this flat (K, 32) uint8 .npy vocabulary instead of training")
+    parser.add_argument(
+        "--regroup", type=Path, help="group this flat (K, 32) uint8 .npy vocabulary instead of training"
+    )
     parser.add_argument("--out", type=Path, default=VOCABULARY_PATH)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -125,7 +129,9 @@ def main() -> None:
     print(f"{len(data)} descriptors in {time.perf_counter() - started:.0f} s")
     tree = train(data, args.groups, args.words, args.iterations, args.seed)
     np.savez(args.out, **tree)
-    print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, in {time.perf_counter() - started:.0f} s")
+    print(
+        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, in {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

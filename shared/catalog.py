@@ -307,7 +307,9 @@ async def delete_image(redis: aioredis.Redis, image_id: str, shards: int) -> Rec
     return await _delete_one(redis, IMAGE, image_id, lambda pipe, image: _unlink_image(pipe, image, shards))
 
 
-async def _delete_one(redis: aioredis.Redis, kind: Kind, object_id: str, unlink: Callable[[Pipeline, Record], None]) -> Record:
+async def _delete_one(
+    redis: aioredis.Redis, kind: Kind, object_id: str, unlink: Callable[[Pipeline, Record], None]
+) -> Record:
     async def delete(pipe: Pipeline) -> Record:
         record = await get(pipe, kind, object_id)
         _multi(pipe)

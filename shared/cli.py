@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = add("worker", _worker, "Run one recognition worker (serves RECOG_WORKER_SHARDS).", "worker")
     worker.add_argument(
-        "--healthcheck", action="store_true", help="exit 0 if a worker on this host beats and serves all its shards, else 1"
+        "--healthcheck",
+        action="store_true",
+        help="exit 0 if a worker on this host beats and serves all its shards, else 1",
     )
 
     apikey = commands.add_parser("apikey", help="Manage management API keys.")
@@ -152,9 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = add("status", _status, "Show each shard's queue and live workers, and every worker's heartbeat.", "status")
     status.add_argument(
-        "--watch", nargs="?", const=2.0, type=_seconds, metavar="SECONDS", help="redraw every SECONDS (default 2) until Ctrl-C"
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=_seconds,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 2) until Ctrl-C",
     )
-    status.add_argument("--json", action="store_true", help="print JSON for scripts (one document per line with --watch)")
+    status.add_argument(
+        "--json", action="store_true", help="print JSON for scripts (one document per line with --watch)"
+    )
     return parser
 
 

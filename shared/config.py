@@ -25,26 +25,61 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("REDIS_URL", "", "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0."),
+    Variable(
+        "REDIS_URL",
+        "",
+        "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0.",
+    ),
     Variable("RECOG_DATA_DIR", "./recog-data", "Where originals, thumbnails and the private Redis's data are kept."),
-    Variable("RECOG_PUBLIC_URL", "", "Base URL written into returned links (e.g. https://recog.example.com). Empty: taken from each request's Host."),
-    Variable("RECOG_SHARDS", "8", "Number of shards collections are spread over (a stable hash of the collection id). Fixed for the life of a deployment."),
-    Variable("RECOG_WORKER_SHARDS", "auto", "Shards this worker serves: `auto` (shared out among live workers by rendezvous hashing), `all`, or a fixed list such as `0,1,4-7`."),
+    Variable(
+        "RECOG_PUBLIC_URL",
+        "",
+        "Base URL written into returned links (e.g. https://recog.example.com). Empty: taken from each request's Host.",
+    ),
+    Variable(
+        "RECOG_SHARDS",
+        "8",
+        "Number of shards collections are spread over (a stable hash of the collection id). "
+        "Fixed for the life of a deployment.",
+    ),
+    Variable(
+        "RECOG_WORKER_SHARDS",
+        "auto",
+        "Shards this worker serves: `auto` (shared out among live workers by rendezvous hashing), `all`, "
+        "or a fixed list such as `0,1,4-7`.",
+    ),
     Variable("RECOG_REPLICAS", "2", "With `auto`, how many live workers serve each shard."),
     Variable("RECOG_ADMIN_API_KEY", "", "When set, a valid management API key (so scripts can drive a fresh stack)."),
     Variable("RECOG_MAX_UPLOAD_BYTES", "8388608", "Largest accepted image upload, in bytes (IMAGE_TOO_LARGE above)."),
-    Variable("RECOG_MAX_PIXELS", "40000000", "Largest accepted image, in pixels (width x height), against decompression bombs."),
-    Variable("RECOG_MIN_SIDE", "100", "Smallest accepted shorter side of a query image, in pixels (IMAGE_TOO_SMALL below)."),
+    Variable(
+        "RECOG_MAX_PIXELS",
+        "40000000",
+        "Largest accepted image, in pixels (width x height), against decompression bombs.",
+    ),
+    Variable(
+        "RECOG_MIN_SIDE", "100", "Smallest accepted shorter side of a query image, in pixels (IMAGE_TOO_SMALL below)."
+    ),
     Variable("RECOG_DEADLINE_MS", "5000", "How long a search may wait for a worker before it answers 504 TIMEOUT."),
-    Variable("RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."),
-    Variable("RECOG_TOKEN_CACHE_SECONDS", "0.5", "How long the API trusts a token lookup (revocation bites within this time)."),
+    Variable(
+        "RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."
+    ),
+    Variable(
+        "RECOG_TOKEN_CACHE_SECONDS",
+        "0.5",
+        "How long the API trusts a token lookup (revocation bites within this time).",
+    ),
     Variable("RECOG_REPLY_TTL_SECONDS", "30", "Lifetime of a search reply key in Redis."),
     Variable(
         "RECOG_SNAPSHOT_MIN_IMAGES",
         "1000",
-        "Workers save the index of a collection with at least this many images under RECOG_DATA_DIR/indexes and open it on their next start instead of re-adding every image (0: save every collection).",
+        "Workers save the index of a collection with at least this many images under RECOG_DATA_DIR/indexes "
+        "and open it on their next start instead of re-adding every image (0: save every collection).",
     ),
-    Variable("RECOG_WORKER_METRICS_PORT", "0", "When not 0, each worker serves Prometheus metrics (stage timings, jobs by outcome) on this port."),
+    Variable(
+        "RECOG_WORKER_METRICS_PORT",
+        "0",
+        "When not 0, each worker serves Prometheus metrics (stage timings, jobs by outcome) on this port.",
+    ),
     Variable("RECOG_LOG_LEVEL", "INFO", "Log level of every process."),
 )
 

@@ -87,5 +87,3 @@ def job_age(enqueued_at: bytes | None, now: float) -> float | None:
     if not enqueued_at:
         return None
     return max(now - utcparse(enqueued_at.decode()).timestamp(), 0.0)
-
-

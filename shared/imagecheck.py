@@ -57,10 +57,13 @@ def _check(info: ImageInfo, settings: Settings) -> None:
     if info.format not in FORMATS:
         raise ImageNotLoaded(f"The image is {info.format}; send a JPEG or a PNG.")
     if info.width * info.height > settings.max_pixels:
-        raise ImageTooLarge(f"The image has {info.width}x{info.height} pixels, more than the {settings.max_pixels} pixel limit.")
+        raise ImageTooLarge(
+            f"The image has {info.width}x{info.height} pixels, more than the {settings.max_pixels} pixel limit."
+        )
     if min(info.width, info.height) < settings.min_side:
         raise ImageTooSmall(
-            f"The image is {info.width}x{info.height} pixels; its shorter side must be at least {settings.min_side} pixels."
+            f"The image is {info.width}x{info.height} pixels; "
+            f"its shorter side must be at least {settings.min_side} pixels."
         )
 
 

@@ -81,7 +81,7 @@ def find_redis_server() -> Path:
 
 def redis_version(binary: Path) -> tuple[int, int]:
     """(major, minor) of a `redis-server` binary, from `--version` ("Redis server v=7.0.15 ...")."""
-    output = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout
+    output = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     found = re.search(r"v=(\d+)\.(\d+)", output)
     if not found:
         raise LaunchError(f"{binary} --version printed no version: {output.strip()!r}")
@@ -154,9 +154,23 @@ class PrivateRedis:
         logfile = directory / "redis.log"
         port = free_port()
         argv = [
-            str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--daemonize", "no", "--logfile", str(logfile),
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(logfile),
         ]
         # Redis inherits the lock, so an orphaned Redis (launcher killed with -9) still holds it.
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(lock.fileno(),))
@@ -198,7 +212,7 @@ class PrivateRedis:
 
 def _lock(directory: Path) -> IO[bytes]:
     """An exclusive lock on `directory`, held until the returned file is closed by every process holding it."""
-    file = open(directory / "lock", "wb")  # not `with`: it stays open for the life of the server
+    file = open(directory / "lock", "wb")  # noqa: SIM115 - not `with`: it stays open for the life of the server
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -343,7 +357,11 @@ class Stack:
                 log.error("the API (pid %d) exited with code %d; stopping the stack", self.api.pid, code)
                 return 1
             if self.redis and (code := self.redis.process.poll()) is not None:
-                log.error("the private Redis exited with code %d; stopping the stack (see %s)", code, self.redis.directory / "redis.log")
+                log.error(
+                    "the private Redis exited with code %d; stopping the stack (see %s)",
+                    code,
+                    self.redis.directory / "redis.log",
+                )
                 return 1
             now = time.monotonic()
             for worker in self.workers:
@@ -353,11 +371,17 @@ class Stack:
                 elif (code := worker.exited()) is not None:
                     log.error(
                         "%s (pid %d) exited with code %d; restarting it in %.0f s",
-                        worker.name, worker.pid, code, WORKER_RESTART_SECONDS,
+                        worker.name,
+                        worker.pid,
+                        code,
+                        WORKER_RESTART_SECONDS,
                     )
                     worker.restart_at = now + WORKER_RESTART_SECONDS
             time.sleep(POLL_SECONDS)
-        log.info("stopping on %s: workers, then the API, then Redis (signal again to kill them now)", signal.Signals(self.signals[0]).name)
+        log.info(
+            "stopping on %s: workers, then the API, then Redis (signal again to kill them now)",
+            signal.Signals(self.signals[0]).name,
+        )
         return 0
 
     def _stop(self) -> None:

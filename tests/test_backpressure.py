@@ -32,7 +32,9 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="module")
 def stalled(db: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = stack_env(db_url(db), tmp_path_factory.mktemp("stalled"), RECOG_DEADLINE_MS=str(DEADLINE_MS), RECOG_MAX_IN_FLIGHT="1")
+    env = stack_env(
+        db_url(db), tmp_path_factory.mktemp("stalled"), RECOG_DEADLINE_MS=str(DEADLINE_MS), RECOG_MAX_IN_FLIGHT="1"
+    )
     running = start_api(env)
     try:
         yield running

@@ -25,20 +25,27 @@ async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
 
 async def item_in_new_collection(redis: fakeredis.FakeAsyncRedis, **fields: object) -> catalog.Record:
     collection = await catalog.create_collection(redis, "posters", SHARDS)
-    return await catalog.create_child(redis, catalog.ITEM, {**catalog.ITEM_DEFAULTS, "collection": collection["uuid"], **fields})
+    return await catalog.create_child(
+        redis, catalog.ITEM, {**catalog.ITEM_DEFAULTS, "collection": collection["uuid"], **fields}
+    )
 
 
 async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAsyncRedis) -> None:
     item = await item_in_new_collection(redis, name="poster", content={"k": [1, 2]}, trackable=True)
     images = [
-        await catalog.create_image(redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=3, features=b"f", shards=SHARDS)
+        await catalog.create_image(
+            redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=3, features=b"f", shards=SHARDS
+        )
         for _ in range(2)
     ]
     missing = catalog.new_id()
     found = await catalog.get_items(redis, [item["uuid"], missing, item["uuid"]])
     assert list(found) == [item["uuid"]]
     assert found[item["uuid"]]["content"] == {"k": [1, 2]} and found[item["uuid"]]["trackable"] is True
-    assert await catalog.item_image_ids(redis, [item["uuid"], missing]) == {item["uuid"]: [i["uuid"] for i in images], missing: []}
+    assert await catalog.item_image_ids(redis, [item["uuid"], missing]) == {
+        item["uuid"]: [i["uuid"] for i in images],
+        missing: [],
+    }
 
 
 async def test_token_lookup_and_revocation(redis: fakeredis.FakeAsyncRedis) -> None:
@@ -67,10 +74,11 @@ async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsy
         await catalog.create_child(redis, catalog.TOKEN, {"collection": item["collection"]})
     assert refused.value.details == {"collection": "no such collection"}
     with pytest.raises(ValidationError):
-        await catalog.create_image(redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=1, features=b"f", shards=SHARDS)
+        await catalog.create_image(
+            redis, image_id=catalog.new_id(), item_id=item["uuid"], recognisability=1, features=b"f", shards=SHARDS
+        )
     streams = {keys.shard_events(shard).encode() for shard in range(SHARDS)}
     assert set(await redis.keys("*")) <= streams  # nothing but the event streams is left
-
 
 
 async def test_concurrent_creates_with_one_name_yield_one_collection() -> None:

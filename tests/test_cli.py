@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def recog(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_") and k != "REDIS_URL"}
     command = [sys.executable, "-m", "shared.cli", *args]
-    return subprocess.run(command, env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        command, env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_config_prints_the_table() -> None:

@@ -20,7 +20,15 @@ from shared.errors import CodecError
 
 
 def test_job_round_trip_keeps_image_bytes() -> None:
-    job = SearchJob(job_id="j1", collection="c" * 32, image=b"\xff\xd8\x00binary", deadline=1234.5, reply_key="k", max_results=3, min_score=12.5)
+    job = SearchJob(
+        job_id="j1",
+        collection="c" * 32,
+        image=b"\xff\xd8\x00binary",
+        deadline=1234.5,
+        reply_key="k",
+        max_results=3,
+        min_score=12.5,
+    )
     assert decode_job(encode_job(job)) == job
 
 
@@ -41,7 +49,13 @@ def test_event_and_feature_record_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"version": 99, "job_id": "x"}), msgpack.packb({"version": 1, "nope": 1})],
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"version": 99, "job_id": "x"}),
+        msgpack.packb({"version": 1, "nope": 1}),
+    ],
 )
 def test_bad_job_messages_raise_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError):

@@ -37,7 +37,7 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 def test_valid_against_the_compose_specification() -> None:
     check = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)]
-    result = subprocess.run(check, capture_output=True, text=True)
+    result = subprocess.run(check, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -72,7 +72,9 @@ def test_api_keeps_uploads_on_its_volume_and_checks_healthz(services: dict[str, 
     assert "http://127.0.0.1:8080/healthz" in " ".join(api["healthcheck"]["test"])
 
 
-def test_workers_keep_their_saved_indexes_on_a_volume_they_share(services: dict[str, Any], compose: dict[str, Any]) -> None:
+def test_workers_keep_their_saved_indexes_on_a_volume_they_share(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
     worker = services["worker"]
     data_dir = worker["environment"]["RECOG_DATA_DIR"]
     assert f"indexes:{data_dir}/indexes" in worker["volumes"]

@@ -35,7 +35,11 @@ def test_management_and_search_through_the_official_client(client: ModuleType, t
     reference.write_bytes(imagegen.encode_jpeg(imagegen.textured(21, 480, 360), 92))
     query = tmp_path / "query.jpg"
     corners = np.array([[120, 80], [520, 110], [110, 420], [530, 400]], dtype=np.float32)
-    query.write_bytes(imagegen.encode_jpeg(imagegen.place(imagegen.clutter(921, 640, 480), imagegen.textured(21, 480, 360), corners), 90))
+    query.write_bytes(
+        imagegen.encode_jpeg(
+            imagegen.place(imagegen.clutter(921, 640, 480), imagegen.textured(21, 480, 360), corners), 90
+        )
+    )
 
     collection = client.create_collection(ADMIN_KEY, f"craftar-{uuid.uuid4().hex[:8]}")
     assert len(collection["uuid"]) == 32

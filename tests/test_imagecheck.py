@@ -70,7 +70,9 @@ def test_palette_png_with_a_transparent_colour_is_refused() -> None:
         inspect(encoded(image, "PNG", transparency=image.getpixel((0, 0))), SETTINGS)
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", encoded(noise(200, 150), "GIF"), encoded(noise(200, 150), "BMP")])
+@pytest.mark.parametrize(
+    "data", [b"", b"not an image at all", encoded(noise(200, 150), "GIF"), encoded(noise(200, 150), "BMP")]
+)
 def test_other_bytes_and_formats_are_not_loaded(data: bytes) -> None:
     with pytest.raises(ImageNotLoaded):
         inspect(data, SETTINGS)

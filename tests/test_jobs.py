@@ -40,7 +40,11 @@ def connection() -> Iterator[fakeredis.FakeRedis]:
 
 def run(connection: fakeredis.FakeRedis, collection: Collection | None, deadline: float) -> list[bytes]:
     jobs.CONTEXT = jobs.WorkerContext(
-        name="w", state=FakeState(collection), manager=None, connection=connection, reply_ttl_seconds=30  # type: ignore[arg-type]
+        name="w",
+        state=FakeState(collection),
+        manager=None,
+        connection=connection,
+        reply_ttl_seconds=30,  # type: ignore[arg-type]
     )
     job = SearchJob(job_id="j", collection="c", image=b"not an image", deadline=deadline, reply_key="reply:j")
     jobs.search(encode_job(job))
@@ -74,7 +78,12 @@ def test_a_job_past_its_deadline_is_dropped_unanswered(connection: fakeredis.Fak
 
 def test_best_image_per_item_sorted_and_capped() -> None:
     corners = np.zeros((4, 2))
-    matches = [Match("a1", 50.0, corners), Match("a2", 80.0, corners), Match("b1", 60.0, corners), Match("c1", 10.0, corners)]
+    matches = [
+        Match("a1", 50.0, corners),
+        Match("a2", 80.0, corners),
+        Match("b1", 60.0, corners),
+        Match("c1", 10.0, corners),
+    ]
     job = SearchJob(job_id="j", collection="c", image=b"", deadline=0, reply_key="r", max_results=2, min_score=20)
     hits = jobs.best_per_item(matches, {"a1": "A", "a2": "A", "b1": "B", "c1": "C"}, job)
     assert [(h.item, h.image) for h in hits] == [("A", "a2"), ("B", "b1")]

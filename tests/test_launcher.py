@@ -69,7 +69,9 @@ def test_a_binary_that_is_not_redis_is_reported(tmp_path: Path) -> None:
 
 
 def test_stop_processes_kills_what_ignores_sigterm() -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    )
     stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert stubborn.stdout is not None
     assert stubborn.stdout.readline() == b"ready\n"

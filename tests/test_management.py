@@ -40,7 +40,13 @@ def make_client(db: redis.Redis, tmp_path: Path) -> Iterator[MakeClient]:
 
     def make(authorized: bool = True, **env: str) -> TestClient:
         settings = Settings.from_env(
-            {"REDIS_URL": db_url(db), "RECOG_DATA_DIR": str(tmp_path), "RECOG_ADMIN_API_KEY": KEY, "RECOG_SHARDS": str(SHARDS), **env}
+            {
+                "REDIS_URL": db_url(db),
+                "RECOG_DATA_DIR": str(tmp_path),
+                "RECOG_ADMIN_API_KEY": KEY,
+                "RECOG_SHARDS": str(SHARDS),
+                **env,
+            }
         )
         headers = {"Authorization": f"Bearer {KEY}"} if authorized else {}
         client = TestClient(create_app(settings), headers=headers, raise_server_exceptions=False).__enter__()
@@ -73,13 +79,17 @@ def make_collection(client: TestClient, name: str | None = None) -> dict[str, An
 
 
 def make_item(client: TestClient, collection: str, **fields: Any) -> dict[str, Any]:
-    response = client.post("/api/v0/item/", json={"collection": f"/api/v0/collection/{collection}/", "name": "poster", **fields})
+    response = client.post(
+        "/api/v0/item/", json={"collection": f"/api/v0/collection/{collection}/", "name": "poster", **fields}
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
 def upload(client: TestClient, item: str, data: bytes, filename: str = "ref.jpg") -> Any:
-    return client.post("/api/v0/image/", data={"item": f"/api/v0/item/{item}/"}, files={"file": (filename, data, "image/jpeg")})
+    return client.post(
+        "/api/v0/image/", data={"item": f"/api/v0/item/{item}/"}, files={"file": (filename, data, "image/jpeg")}
+    )
 
 
 def events(db: redis.Redis, collection: str) -> list[tuple[str, str]]:
@@ -92,9 +102,16 @@ def events(db: redis.Redis, collection: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("params", "headers"),
-    [({}, {}), ({"api_key": "wrong"}, {}), ({}, {"Authorization": "Bearer wrong"}), ({}, {"Authorization": f"Basic {KEY}"})],
+    [
+        ({}, {}),
+        ({"api_key": "wrong"}, {}),
+        ({}, {"Authorization": "Bearer wrong"}),
+        ({}, {"Authorization": f"Basic {KEY}"}),
+    ],
 )
-def test_missing_or_wrong_key_is_refused(make_client: MakeClient, params: dict[str, str], headers: dict[str, str]) -> None:
+def test_missing_or_wrong_key_is_refused(
+    make_client: MakeClient, params: dict[str, str], headers: dict[str, str]
+) -> None:
     response = make_client(authorized=False).get("/api/v0/collection/", params=params, headers=headers)
     assert response.status_code == 403
     assert code(response) == "AUTHENTICATION_FAILED"
@@ -152,7 +169,10 @@ def test_collection_names_are_unique(client: TestClient) -> None:
         assert response.json()["error"]["details"] == {"name": "already taken"}
 
 
-@pytest.mark.parametrize("path", [f"/api/v0/collection/{'0' * 32}/", "/api/v0/collection/../", "/api/v0/collection/XYZ/", "/api/v0/token/abc/"])
+@pytest.mark.parametrize(
+    "path",
+    [f"/api/v0/collection/{'0' * 32}/", "/api/v0/collection/../", "/api/v0/collection/XYZ/", "/api/v0/token/abc/"],
+)
 def test_unknown_or_malformed_ids_are_not_found(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404
@@ -166,13 +186,17 @@ def test_body_must_be_declared_json(client: TestClient) -> None:
     response = client.post("/api/v0/collection/", data={"name": "x"})
     assert response.status_code == 415 and code(response) == "WRONG_CONTENT_TYPE"
     cid = make_collection(client)["uuid"]
-    response = client.put(f"/api/v0/collection/{cid}/", content=b'{"name": "y"}', headers={"Content-Type": "text/plain"})
+    response = client.put(
+        f"/api/v0/collection/{cid}/", content=b'{"name": "y"}', headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 415
 
 
 @pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b"[1, 2]", b""])
 def test_unreadable_json(client: TestClient, body: bytes) -> None:
-    response = client.post("/api/v0/collection/", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    response = client.post(
+        "/api/v0/collection/", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     assert response.status_code == 400 and code(response) == "INVALID_JSON"
 
 
@@ -184,7 +208,9 @@ def test_unreadable_json(client: TestClient, body: bytes) -> None:
         ({"name": 5}, {"name": "must be a string"}),
     ],
 )
-def test_collection_validation_names_the_fields(client: TestClient, body: dict[str, Any], details: dict[str, str]) -> None:
+def test_collection_validation_names_the_fields(
+    client: TestClient, body: dict[str, Any], details: dict[str, str]
+) -> None:
     response = client.post("/api/v0/collection/", json=body)
     assert response.status_code == 400 and code(response) == "VALIDATION_ERROR"
     assert response.json()["error"]["details"] == details
@@ -244,7 +270,9 @@ def test_collection_filters(client: TestClient) -> None:
     assert [o["uuid"] for o in by_name["objects"]] == [posters]
     contains = client.get("/api/v0/collection/", params={"name__contains": "o"}).json()
     assert contains["meta"]["total_count"] == 2
-    assert client.get("/api/v0/collection/", params={"name__contains": "poster"}).json()["objects"][0]["uuid"] == posters
+    assert (
+        client.get("/api/v0/collection/", params={"name__contains": "poster"}).json()["objects"][0]["uuid"] == posters
+    )
     assert client.get("/api/v0/collection/", params={"name": "city"}).json()["objects"] == []
 
 
@@ -265,7 +293,9 @@ def test_child_filters(client: TestClient) -> None:
 
 def test_item_lifecycle_and_public_texts(client: TestClient, make_client: MakeClient) -> None:
     cid = make_collection(client)["uuid"]
-    item = make_item(client, cid, url="https://example.com", custom="hello", tracking="t-1", content={"a": [1]}, trackable=True)
+    item = make_item(
+        client, cid, url="https://example.com", custom="hello", tracking="t-1", content={"a": [1]}, trackable=True
+    )
     assert item["collection"] == f"/api/v0/collection/{cid}/"
     assert (item["custom"], item["content"], item["trackable"]) == ("hello", {"a": [1]}, True)
     iid = item["uuid"]
@@ -275,7 +305,11 @@ def test_item_lifecycle_and_public_texts(client: TestClient, make_client: MakeCl
 
     public = make_client(authorized=False)
     custom = public.get(f"/api/v0/item/{iid}/custom")
-    assert custom.status_code == 200 and custom.text == "changed" and custom.headers["content-type"].startswith("text/plain")
+    assert (
+        custom.status_code == 200
+        and custom.text == "changed"
+        and custom.headers["content-type"].startswith("text/plain")
+    )
     assert public.get(f"/api/v0/item/{iid}/tracking").text == "t-1"
     assert public.get(f"/api/v0/item/{'0' * 32}/custom").status_code == 404
 
@@ -287,7 +321,11 @@ def test_item_lifecycle_and_public_texts(client: TestClient, make_client: MakeCl
 def test_item_defaults(client: TestClient) -> None:
     item = make_item(client, make_collection(client)["uuid"])
     assert {k: item[k] for k in ("url", "custom", "tracking", "content", "trackable")} == {
-        "url": "", "custom": "", "tracking": "", "content": {}, "trackable": False
+        "url": "",
+        "custom": "",
+        "tracking": "",
+        "content": {},
+        "trackable": False,
     }
 
 
@@ -304,7 +342,11 @@ def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.R
     mid = image["uuid"]
     base = f"http://testserver/files/{cid}/{iid}/{mid}"
     assert image["item"] == f"/api/v0/item/{iid}/" and image["resource_uri"] == f"/api/v0/image/{mid}/"
-    assert (image["file"], image["thumb_120"], image["thumb_60"]) == (f"{base}/original.jpg", f"{base}/thumb_120.jpg", f"{base}/thumb_60.jpg")
+    assert (image["file"], image["thumb_120"], image["thumb_60"]) == (
+        f"{base}/original.jpg",
+        f"{base}/thumb_120.jpg",
+        f"{base}/thumb_60.jpg",
+    )
     assert image["status"] == "indexed" and 1 <= image["recognisability"] <= 5
 
     assert client.get(image["file"]).content == data
@@ -364,10 +406,16 @@ def transparent_png() -> bytes:
         (transparent_png, 400, "IMAGE_TRANSPARENCY"),
         (lambda: imagegen.encode_jpeg(imagegen.textured(5, 90, 90)), 400, "IMAGE_TOO_SMALL"),
         (lambda: imagegen.encode_jpeg(imagegen.flat(640, 480)), 400, "IMAGE_NO_DETAILS"),
-        (lambda: encoded(np.random.default_rng(6).integers(0, 256, (480, 640, 3), np.uint8), "PNG"), 413, "IMAGE_TOO_LARGE"),
+        (
+            lambda: encoded(np.random.default_rng(6).integers(0, 256, (480, 640, 3), np.uint8), "PNG"),
+            413,
+            "IMAGE_TOO_LARGE",
+        ),
     ],
 )
-def test_upload_image_errors(make_client: MakeClient, tmp_path: Path, make_data: Callable[[], bytes], status: int, error: str) -> None:
+def test_upload_image_errors(
+    make_client: MakeClient, tmp_path: Path, make_data: Callable[[], bytes], status: int, error: str
+) -> None:
     client = make_client(RECOG_MAX_UPLOAD_BYTES="400000")
     iid = make_item(client, make_collection(client)["uuid"])["uuid"]
     response = upload(client, iid, make_data())
@@ -379,12 +427,17 @@ def test_upload_image_errors(make_client: MakeClient, tmp_path: Path, make_data:
 def test_upload_form_errors(client: TestClient) -> None:
     iid = make_item(client, make_collection(client)["uuid"])["uuid"]
     missing = client.post("/api/v0/image/", data={"other": "x"}, files={"unused": ("u.txt", b"", "text/plain")})
-    assert code(missing) == "VALIDATION_ERROR" and missing.json()["error"]["details"] == {"item": "required", "file": "required (a file part)"}
+    assert code(missing) == "VALIDATION_ERROR" and missing.json()["error"]["details"] == {
+        "item": "required",
+        "file": "required (a file part)",
+    }
     gone = client.post("/api/v0/image/", data={"item": "0" * 32}, files={"file": ("r.jpg", reference(1))})
     assert gone.json()["error"]["details"] == {"item": "no such item"}
     as_json = client.post("/api/v0/image/", json={"item": iid})
     assert as_json.status_code == 415 and code(as_json) == "WRONG_CONTENT_TYPE"
-    broken = client.post("/api/v0/image/", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    broken = client.post(
+        "/api/v0/image/", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert broken.status_code == 400
 
 
@@ -418,7 +471,9 @@ def test_deleting_a_collection_deletes_everything_in_it(client: TestClient, db: 
     assert not (tmp_path / "blobs" / cid).exists()
     assert events(db, cid)[-1] == ("drop", "")
     assert not db.sismember(keys.shard_collections(shard_of(cid, SHARDS)), cid)
-    leftovers = [k.decode() for k in db.scan_iter() if cid.encode() in k or iid.encode() in k or image["uuid"].encode() in k]
+    leftovers = [
+        k.decode() for k in db.scan_iter() if cid.encode() in k or iid.encode() in k or image["uuid"].encode() in k
+    ]
     assert leftovers == []
     assert [o["uuid"] for o in client.get("/api/v0/collection/").json()["objects"]] == [keep]
     make_collection(client, "doomed")

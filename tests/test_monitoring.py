@@ -136,7 +136,10 @@ def test_the_dashboard_shows_every_metric_the_api_exports() -> None:
 def test_compose_runs_prometheus_with_both_files_read_only() -> None:
     compose = load_yaml(COMPOSE)
     prometheus = compose["services"]["prometheus"]
-    mounts = {target: (source, mode) for source, target, mode in (v.split(":") for v in prometheus["volumes"] if v.count(":") == 2)}
+    mounts = {
+        target: (source, mode)
+        for source, target, mode in (v.split(":") for v in prometheus["volumes"] if v.count(":") == 2)
+    }
     config_dir = "/etc/prometheus"
     assert mounts[f"{config_dir}/prometheus.yml"] == (f"./{PROMETHEUS.relative_to(ROOT)}", "ro")
     # Prometheus resolves rule_files against the config's folder: the alerts must land beside it.
@@ -148,12 +151,14 @@ def test_compose_runs_prometheus_with_both_files_read_only() -> None:
 
 
 promtool = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+needs_promtool = pytest.mark.skipif(
+    promtool is None, reason="promtool not installed (Debian: apt-get install prometheus)"
+)
 
 
 def run_promtool(*args: str) -> None:
     assert promtool is not None
-    result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -165,7 +170,10 @@ def test_promtool_accepts_the_config_and_rules() -> None:
 @needs_promtool
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     # Grafana's $__rate_interval is not PromQL; any range stands in for it.
-    rules = [{"record": f"dashboard:query{n}", "expr": expr.replace("$__rate_interval", "1m")} for n, (_, expr) in enumerate(dashboard_targets())]
+    rules = [
+        {"record": f"dashboard:query{n}", "expr": expr.replace("$__rate_interval", "1m")}
+        for n, (_, expr) in enumerate(dashboard_targets())
+    ]
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
     run_promtool("check", "rules", str(path))
@@ -176,7 +184,10 @@ def test_a_shard_without_a_worker_alerts_after_30_seconds(tmp_path: Path) -> Non
     summary = next(r for r in alert_rules() if r["alert"] == "RecogShardWithoutWorker")["annotations"]
     down = {
         "exp_labels": {"severity": "critical", "shard": "1"},
-        "exp_annotations": {"summary": summary["summary"].replace("{{ $labels.shard }}", "1"), "description": summary["description"]},
+        "exp_annotations": {
+            "summary": summary["summary"].replace("{{ $labels.shard }}", "1"),
+            "description": summary["description"],
+        },
     }
     unit = {
         "rule_files": [str(ALERTS)],
@@ -187,7 +198,10 @@ def test_a_shard_without_a_worker_alerts_after_30_seconds(tmp_path: Path) -> Non
                 # Shard 1's only worker stops at 20 s; shard 0 keeps two.
                 "input_series": [
                     {"series": 'recog_live_workers{job="recog-api",instance="api:8080",shard="0"}', "values": "2x12"},
-                    {"series": 'recog_live_workers{job="recog-api",instance="api:8080",shard="1"}', "values": "1 1 1 0x10"},
+                    {
+                        "series": 'recog_live_workers{job="recog-api",instance="api:8080",shard="1"}',
+                        "values": "1 1 1 0x10",
+                    },
                 ],
                 "alert_rule_test": [
                     {"eval_time": "40s", "alertname": "RecogShardWithoutWorker", "exp_alerts": []},  # pending

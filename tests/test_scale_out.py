@@ -34,7 +34,9 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def cluster(db: redis.Redis, tmp_path: Path) -> Iterator[Stack]:
-    env = stack_env(db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS))
+    env = stack_env(
+        db_url(db), tmp_path, RECOG_SHARDS=str(SHARDS), RECOG_REPLICAS=str(REPLICAS), RECOG_DEADLINE_MS=str(DEADLINE_MS)
+    )
     with serving(env, processes=2) as running:
         yield running
 
@@ -54,7 +56,9 @@ class Traffic:
                 for token, photo, item in self.queries:
                     started = time.monotonic()
                     response = search(client, token, photo)
-                    found = response.status_code == 200 and [r["item"]["uuid"] for r in response.json()["results"]] == [item]
+                    found = response.status_code == 200 and [r["item"]["uuid"] for r in response.json()["results"]] == [
+                        item
+                    ]
                     self.outcomes.append((response.status_code, found, time.monotonic() - started))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -108,8 +108,16 @@ def test_v2_response_shape(stack: Stack, indexed: dict) -> None:
 
 def test_max_results_caps_the_answer(stack: Stack, indexed: dict) -> None:
     scene = imagegen.clutter(902, 1280, 720)
-    scene = imagegen.place(scene, imagegen.textured(3, 480, 360), np.array([[40, 120], [600, 140], [60, 580], [610, 560]], dtype=np.float32))
-    scene = imagegen.place(scene, imagegen.textured(4, 480, 360), np.array([[680, 130], [1240, 110], [690, 570], [1250, 590]], dtype=np.float32))
+    scene = imagegen.place(
+        scene,
+        imagegen.textured(3, 480, 360),
+        np.array([[40, 120], [600, 140], [60, 580], [610, 560]], dtype=np.float32),
+    )
+    scene = imagegen.place(
+        scene,
+        imagegen.textured(4, 480, 360),
+        np.array([[680, 130], [1240, 110], [690, 570], [1250, 590]], dtype=np.float32),
+    )
     with stack.client() as client:
         results = search(client, indexed["token"], imagegen.encode_jpeg(scene, 88), max_results="1").json()["results"]
     assert len(results) == 1
@@ -182,6 +190,26 @@ def _gif() -> bytes:
     return out.getvalue()
 
 
+# How each case changes a valid search: the token, the image and extra form fields it sends instead.
+_BROKEN: dict[str, Callable[[str], tuple[str | None, bytes | None, dict[str, str]]]] = {
+    "no token": lambda token: (None, photo(1), {}),
+    "short token": lambda token: ("abc", photo(1), {}),
+    "unknown token": lambda token: ("0" * 16, photo(1), {}),
+    "no image": lambda token: (token, None, {}),
+    "gif": lambda token: (token, _gif(), {}),
+    "jpeg named png": lambda token: (token, photo(1), {"filename": "query.png"}),
+    "garbage": lambda token: (token, b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10, {}),
+    "transparent png": lambda token: (token, _png("RGBA", (400, 300), alpha=10), {}),
+    "opaque rgba png": lambda token: (token, _opaque_rgba_png(photo(1)), {}),
+    "tiny": lambda token: (token, imagegen.encode_jpeg(imagegen.textured(1, 90, 90), 90), {}),
+    "too many bytes": lambda token: (token, b"\xff\xd8" + bytes(9 * 1024 * 1024), {}),
+    "decompression bomb": lambda token: (token, _png("L", (9000, 9000)), {}),
+    "white wall": lambda token: (token, imagegen.encode_jpeg(imagegen.flat(640, 480), 90), {}),
+    "bad max_results": lambda token: (token, photo(1), {"max_results": "abc"}),
+    "bad boolean": lambda token: (token, photo(1), {"bboxes": "perhaps"}),
+}
+
+
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [
@@ -203,39 +231,7 @@ def _gif() -> bytes:
     ],
 )
 def test_search_errors(stack: Stack, indexed: dict, case: str, status: int, code: str | None) -> None:
-    token: str | None = indexed["token"]
-    image: bytes | None = photo(1)
-    fields: dict[str, str] = {}
-    if case == "no token":
-        token = None
-    elif case == "short token":
-        token = "abc"
-    elif case == "unknown token":
-        token = "0" * 16
-    elif case == "no image":
-        image = None
-    elif case == "gif":
-        image = _gif()
-    elif case == "jpeg named png":
-        fields["filename"] = "query.png"
-    elif case == "garbage":
-        image = b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10
-    elif case == "transparent png":
-        image = _png("RGBA", (400, 300), alpha=10)
-    elif case == "opaque rgba png":
-        image = _opaque_rgba_png(photo(1))
-    elif case == "tiny":
-        image = imagegen.encode_jpeg(imagegen.textured(1, 90, 90), 90)
-    elif case == "too many bytes":
-        image = b"\xff\xd8" + bytes(9 * 1024 * 1024)
-    elif case == "decompression bomb":
-        image = _png("L", (9000, 9000))
-    elif case == "white wall":
-        image = imagegen.encode_jpeg(imagegen.flat(640, 480), 90)
-    elif case == "bad max_results":
-        fields["max_results"] = "abc"
-    elif case == "bad boolean":
-        fields["bboxes"] = "perhaps"
+    token, image, fields = _BROKEN[case](indexed["token"])
     with stack.client() as client:
         filename = fields.pop("filename", "query.jpg")
         response = search(client, token, image, filename=filename, **fields)
@@ -248,9 +244,12 @@ def test_search_errors(stack: Stack, indexed: dict, case: str, status: int, code
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
-        (b"--xyz\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc", "multipart/form-data; boundary=xyz"),
+        (b'--xyz\r\nContent-Disposition: form-data; name="token"\r\n\r\nabc', "multipart/form-data; boundary=xyz"),
         (b"garbage", "multipart/form-data"),
-        (b"--b\r\nContent-Disposition: form-data; name=token\r\n\r\n0123456789abcdef\r\n--b--\r\n", "multipart/form-data; boundary=b"),
+        (
+            b"--b\r\nContent-Disposition: form-data; name=token\r\n\r\n0123456789abcdef\r\n--b--\r\n",
+            "multipart/form-data; boundary=b",
+        ),
     ],
 )
 def test_malformed_multipart_is_a_json_400(stack: Stack, body: bytes, content_type: str) -> None:

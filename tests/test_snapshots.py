@@ -13,7 +13,7 @@ import redis
 from shared import keys
 from shared.codec import IndexEvent, encode_event, encode_feature_record
 from tests import imagegen
-from tests.conftest import TEST_REDIS_URL, private_db
+from tests.conftest import private_db
 from tests.test_index import features_of, photo
 from workers.decode import decode_gray
 from workers.features import extract
@@ -24,14 +24,18 @@ COLLECTION = "c0ffee"
 
 
 @pytest.fixture
-def db() -> Iterator[redis.Redis]:
-    with private_db(TEST_REDIS_URL, 6) as connection:
+def db(redis_url: str) -> Iterator[redis.Redis]:
+    with private_db(redis_url, 6) as connection:
         yield connection
 
 
 def upload(db: redis.Redis, seed: int) -> None:
     """What the management API writes for a new image: its features, then an `add` event."""
-    db.hset(keys.collection_features(COLLECTION), f"img-{seed}", encode_feature_record(f"item-{seed}", features_of(seed).to_bytes()))
+    db.hset(
+        keys.collection_features(COLLECTION),
+        f"img-{seed}",
+        encode_feature_record(f"item-{seed}", features_of(seed).to_bytes()),
+    )
     db.xadd(keys.shard_events(0), encode_event(IndexEvent(op="add", collection=COLLECTION, image=f"img-{seed}")))  # type: ignore[arg-type]
 
 

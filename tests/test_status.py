@@ -24,7 +24,7 @@ from shared import keys, status
 from shared.cli import build_parser
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
-from tests.conftest import TEST_REDIS_URL, db_url, private_db, recog_command
+from tests.conftest import db_url, private_db, recog_command
 from workers import heartbeat
 from workers.jobs import WorkerContext
 from workers.ownership import ShardManager
@@ -49,8 +49,8 @@ class FakeManager:
 
 
 @pytest.fixture
-def db() -> Iterator[redis.Redis]:
-    with private_db(TEST_REDIS_URL, 9) as connection:
+def db(redis_url: str) -> Iterator[redis.Redis]:
+    with private_db(redis_url, 9) as connection:
         yield connection
 
 
@@ -100,7 +100,7 @@ def status_env(redis_url: str) -> dict[str, str]:
 
 def recog_status(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [*recog_command(), "status", *args]
-    return subprocess.run(command, env=status_env(redis_url), capture_output=True, text=True, timeout=30)
+    return subprocess.run(command, env=status_env(redis_url), capture_output=True, text=True, timeout=30, check=False)
 
 
 def by_shard(document: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -113,7 +113,12 @@ def test_json_names_depth_age_owners_collections_and_images(busy: redis.Redis) -
     document = json.loads(result.stdout)
     shards = by_shard(document)
     assert sorted(shards) == list(range(SHARDS))
-    assert (shards[0]["queued"], shards[0]["owners"], shards[0]["collections"], shards[0]["images"]) == (2, ["worker-a"], 2, 120)
+    assert (shards[0]["queued"], shards[0]["owners"], shards[0]["collections"], shards[0]["images"]) == (
+        2,
+        ["worker-a"],
+        2,
+        120,
+    )
     assert 30 <= shards[0]["oldest_job_age_seconds"] < 40
     assert (shards[1]["queued"], shards[1]["owners"], shards[1]["images"]) == (0, ["worker-a", "worker-b"], 40)
     assert shards[1]["oldest_job_age_seconds"] is None
@@ -125,7 +130,12 @@ def test_json_lists_every_worker_live_ones_first(busy: redis.Redis) -> None:
     workers = json.loads(recog_status(db_url(busy), "--json").stdout)["workers"]
     assert [(w["name"], w["live"]) for w in workers] == [("worker-a", True), ("worker-b", True), ("worker-dead", False)]
     first = workers[0]
-    assert (first["shards"], first["jobs_done"], first["images"], first["pid"]) == ([0, 1], 7, {"0": 120, "1": 30}, os.getpid())
+    assert (first["shards"], first["jobs_done"], first["images"], first["pid"]) == (
+        [0, 1],
+        7,
+        {"0": 120, "1": 30},
+        os.getpid(),
+    )
     assert first["load_seconds"] == {"0": 0.25, "1": 0.25}
     assert first["last_beat_age_seconds"] < 5 and first["rss_kb"] > 0
     assert 60 <= workers[2]["last_beat_age_seconds"] < 70
@@ -143,7 +153,11 @@ def test_table_names_the_same(busy: redis.Redis) -> None:
     assert rows[3] == ["2", "0", "-", "NONE", "0", "0"]
     assert rows[4] == ["3", "1", "expired", "NONE", "0", "0"]
     workers = [line.split()[:5] for line in worker_table.splitlines()[1:]]
-    assert workers == [["worker-a", "live", "0,1", "7", "0"], ["worker-b", "live", "1", "0", "0"], ["worker-dead", "stale", "0,2,3", "0", "0"]]
+    assert workers == [
+        ["worker-a", "live", "0,1", "7", "0"],
+        ["worker-b", "live", "1", "0", "0"],
+        ["worker-dead", "stale", "0,2,3", "0", "0"],
+    ]
 
 
 def test_a_worker_whose_hash_expired_is_listed_stale_without_fields(db: redis.Redis) -> None:
@@ -161,7 +175,7 @@ def test_watch_redraws_until_ctrl_c(db: redis.Redis) -> None:
         stderr=subprocess.PIPE,
         text=True,
         # A shell that starts background jobs makes them ignore SIGINT; a terminal user's Ctrl-C is not ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads here
     )
     try:
         assert watching.stdout is not None

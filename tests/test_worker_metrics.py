@@ -24,7 +24,9 @@ def test_worker_metrics_count_answered_searches_by_stage(stack: Stack) -> None:
         with stack.client() as client:
             # The shard is shared by two workers now: search until this one has answered some.
             while time.monotonic() < end and 'recog_worker_stage_seconds_count{stage="features"}' not in text:
-                assert search(client, token, imagegen.encode_jpeg(imagegen.textured(60, 640, 480), 85)).status_code == 200
+                assert (
+                    search(client, token, imagegen.encode_jpeg(imagegen.textured(60, 640, 480), 85)).status_code == 200
+                )
                 try:
                     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
                 except httpx.ConnectError:

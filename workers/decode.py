@@ -17,7 +17,11 @@ from PIL import Image
 from shared.errors import ImageNotLoaded
 from workers.features import QUERY_LONG_SIDE
 
-_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
 
 
 def _read_flag(data: bytes) -> int:

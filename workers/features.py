@@ -146,7 +146,9 @@ def _tilted(analysed: np.ndarray, direction: float) -> tuple[np.ndarray, np.ndar
     shift = -corners.min(axis=0)
     size = np.ceil(corners.max(axis=0) + shift).astype(int)
     forward = np.hstack([squeeze, shift[:, None]])
-    view = cv2.warpAffine(analysed, forward, (int(size[0]), int(size[1])), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    view = cv2.warpAffine(
+        analysed, forward, (int(size[0]), int(size[1])), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
     points, descriptors = _detect(view, VIEW_FEATURES)
     inverse = cv2.invertAffineTransform(forward)
     points = points @ inverse[:, :2].T.astype(np.float32) + inverse[:, 2].astype(np.float32)

@@ -4,8 +4,8 @@ Every reference keypoint is filed under its visual word (`workers.vocabulary`) i
 inverted file that keeps the first `CODE_BITS` bits of its descriptor (all 256 by default), so a
 query descriptor is compared (Hamming) only with the reference descriptors of its `NPROBE` nearest
 words, never with the whole collection. Matches within `MAX_HAMMING` bits vote for their
-reference; the best-voted candidates are then verified geometrically (`workers.verify`), each with its own correspondences, so two
-posters in one photo are both found.
+reference; the best-voted candidates are then verified geometrically (`workers.verify`), each with
+its own correspondences, so two posters in one photo are both found.
 
 `save` writes the index to a directory and `open` maps it back read-only (faiss's on-disk inverted
 lists, numpy memmap keypoints) in milliseconds at any size; references added after opening go to

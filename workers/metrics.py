@@ -12,7 +12,9 @@ from prometheus_client import Counter, Histogram, start_http_server
 _STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1)
 
 JOBS = Counter("recog_worker_jobs_total", "Search jobs taken from the queues, by outcome", ["outcome"])
-STAGE_SECONDS = Histogram("recog_worker_stage_seconds", "Worker-side time of a search by stage", ["stage"], buckets=_STAGE_BUCKETS)
+STAGE_SECONDS = Histogram(
+    "recog_worker_stage_seconds", "Worker-side time of a search by stage", ["stage"], buckets=_STAGE_BUCKETS
+)
 
 
 def observe(outcome: str, timings_ms: dict[str, float]) -> None:

@@ -40,7 +40,13 @@ def live_heartbeats(connection: redis.Redis) -> dict[str, frozenset[int]]:
 
 class ShardManager:
     def __init__(
-        self, connection: redis.Redis, state: ShardState, name: str, total: int, replicas: int, fixed: frozenset[int] | None
+        self,
+        connection: redis.Redis,
+        state: ShardState,
+        name: str,
+        total: int,
+        replicas: int,
+        fixed: frozenset[int] | None,
     ) -> None:
         self._redis = connection
         self._state = state

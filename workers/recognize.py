@@ -58,4 +58,6 @@ class _Stages:
         self._last = now
 
     def milliseconds(self) -> dict[str, float]:
-        return {stage: seconds * 1000.0 for stage, seconds in {**self._spent, "total": self._last - self._started}.items()}
+        return {
+            stage: seconds * 1000.0 for stage, seconds in {**self._spent, "total": self._last - self._started}.items()
+        }

@@ -88,7 +88,12 @@ class Snapshots:
             log.warning("could not save the index snapshot of collection %s: %s", collection_id, exc)
             shutil.rmtree(home / name, ignore_errors=True)
             return
-        log.info("saved the index of collection %s (%d images) in %.2f s", collection_id, len(index), time.perf_counter() - started)
+        log.info(
+            "saved the index of collection %s (%d images) in %.2f s",
+            collection_id,
+            len(index),
+            time.perf_counter() - started,
+        )
         self._prune(home, name)
 
     def _prune(self, home: Path, current: str) -> None:

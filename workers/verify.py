@@ -65,13 +65,19 @@ def plausible(quad: np.ndarray, query_size: tuple[int, int]) -> bool:
     cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
     if not np.all(cross > 0):  # image y points down: a non-mirrored convex quad turns clockwise
         return False
-    area = 0.5 * float(np.sum(ring[:, 0] * np.roll(ring, -1, axis=0)[:, 1] - np.roll(ring, -1, axis=0)[:, 0] * ring[:, 1]))
+    area = 0.5 * float(
+        np.sum(ring[:, 0] * np.roll(ring, -1, axis=0)[:, 1] - np.roll(ring, -1, axis=0)[:, 0] * ring[:, 1])
+    )
     photo = float(query_size[0] * query_size[1])
     if not MIN_AREA_FRACTION * photo <= area <= MAX_AREA_FRACTION * photo:
         return False
     lengths = np.linalg.norm(edges, axis=1)
-    return bool(lengths[0] * MAX_SIDE_RATIO > lengths[2] and lengths[2] * MAX_SIDE_RATIO > lengths[0]
-                and lengths[1] * MAX_SIDE_RATIO > lengths[3] and lengths[3] * MAX_SIDE_RATIO > lengths[1])
+    return bool(
+        lengths[0] * MAX_SIDE_RATIO > lengths[2]
+        and lengths[2] * MAX_SIDE_RATIO > lengths[0]
+        and lengths[1] * MAX_SIDE_RATIO > lengths[3]
+        and lengths[3] * MAX_SIDE_RATIO > lengths[1]
+    )
 
 
 def _distinct(points: np.ndarray, size: tuple[int, int]) -> int:

@@ -45,13 +45,17 @@ class ShardWorker(SimpleWorker):
     def _follow_ownership(self) -> None:
         wanted = self._manager.listening
         if wanted != self._served:
-            self.queues = [Queue(queue_name(s), connection=self.connection, serializer=MsgpackSerializer) for s in sorted(wanted)]
+            self.queues = [
+                Queue(queue_name(s), connection=self.connection, serializer=MsgpackSerializer) for s in sorted(wanted)
+            ]
             self._ordered_queues = self.queues[:]
             self._served = wanted
             self._manager.in_use = wanted
             log.info("listening on shards %s", ",".join(map(str, sorted(wanted))) or "(none)")
 
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
         # Short pops, so a change of owned shards takes effect within a second.
         while not self._stop_requested:
             self._follow_ownership()
@@ -73,7 +77,9 @@ def main(settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     connection = redis.Redis.from_url(settings.redis_url)
     name = worker_name(socket.gethostname())
-    state = ShardState(connection, settings.shards, Snapshots(settings.data_dir / "indexes", settings.snapshot_min_images))
+    state = ShardState(
+        connection, settings.shards, Snapshots(settings.data_dir / "indexes", settings.snapshot_min_images)
+    )
     manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
     context = jobs.WorkerContext(
         name=name, state=state, manager=manager, connection=connection, reply_ttl_seconds=settings.reply_ttl_seconds
@@ -94,8 +100,10 @@ def main(settings: Settings | None = None) -> int:
     manager.step()
     log.info(
         "worker %s serves shards %s (%d images) after %.2f s",
-        name, ",".join(map(str, sorted(manager.listening))) or "(none yet)",
-        sum(state.images_per_shard().values()), time.perf_counter() - started,
+        name,
+        ",".join(map(str, sorted(manager.listening))) or "(none yet)",
+        sum(state.images_per_shard().values()),
+        time.perf_counter() - started,
     )
     threads = [
         threading.Thread(target=state.follow, args=(stop,), name="index-events", daemon=True),
