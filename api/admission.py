@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from rq import Queue
 
 from api.metrics import live_workers
+from shared import queues
 from shared.errors import ServerBusy
 
 _REFRESH_SECONDS = 0.25
@@ -33,9 +33,9 @@ class ShardLoad:
 
 
 class Admission:
-    def __init__(self, redis: aioredis.Redis, queues: list[Queue], deadline_seconds: float) -> None:
+    def __init__(self, redis: aioredis.Redis, shards: int, deadline_seconds: float) -> None:
         self._redis = redis
-        self._queues = queues
+        self._shards = shards
         self._deadline = deadline_seconds
         self._loads: list[ShardLoad] = []
         self._read_at = -math.inf
@@ -59,10 +59,9 @@ class Admission:
         if now - self._read_at < _REFRESH_SECONDS:
             return self._loads
         async with self._redis.pipeline(transaction=False) as pipe:
-            for queue in self._queues:
-                pipe.llen(queue.key)
+            queues.stage_depths(pipe, self._shards)
             depths = await pipe.execute()
-        workers = await live_workers(self._redis, len(self._queues))
+        workers = await live_workers(self._redis, self._shards)
         self._loads = [ShardLoad(depth=d, workers=len(workers[s])) for s, d in enumerate(depths)]
         self._read_at = now
         return self._loads

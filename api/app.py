@@ -1,5 +1,5 @@
 """Builds the Starlette application and owns what lives as long as the process: settings, the Redis
-connection pool, the blob store and the search dispatcher (all on `app.state`)."""
+connection pool, the blob store and the search dispatcher (one `api.services.Services`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api import files, management, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
 from api.metrics import MetricsMiddleware
+from api.services import Services
 from api.tokens import TokenCache
 from shared.blobs import LocalBlobStore
 from shared.catalog import ensure_admin_key
@@ -34,11 +35,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings.redis_url, max_connections=settings.max_in_flight + 32, timeout=settings.deadline_ms / 1000
         )
         redis = aioredis.Redis(connection_pool=pool)
-        app.state.settings = settings
-        app.state.redis = redis
-        app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
-        app.state.tokens = TokenCache(redis, settings.token_cache_seconds)
-        app.state.dispatcher = Dispatcher(settings, redis)
+        running = Services(
+            settings=settings,
+            redis=redis,
+            blobs=LocalBlobStore(settings.data_dir / "blobs"),
+            tokens=TokenCache(redis, settings.token_cache_seconds),
+            dispatcher=Dispatcher(settings, redis),
+        )
+        app.state.services = running
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(
@@ -47,10 +51,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            app.state.dispatcher.close()
+            running.dispatcher.close()
             await redis.aclose(close_connection_pool=True)
 
     routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(MetricsMiddleware)
     return app

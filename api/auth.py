@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from api.services import services
 from shared.catalog import check_api_key
 from shared.errors import AuthenticationFailed
 
@@ -17,5 +18,5 @@ def presented_key(request: Request) -> str:
 
 
 async def require_api_key(request: Request) -> None:
-    if not await check_api_key(request.app.state.redis, presented_key(request)):
+    if not await check_api_key(services(request).redis, presented_key(request)):
         raise AuthenticationFailed()

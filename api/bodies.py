@@ -15,11 +15,11 @@ from typing import Any
 from starlette.requests import Request
 
 from shared.errors import BadRequest, InvalidJson, ValidationError, WrongContentType
+from shared.ids import ID_PATTERN
 
 # Item texts (custom data, tracking data) are meant to be small; this bounds what one body may hold.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TEXT = 65_536
-OBJECT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def json_object(value: Any) -> dict[str, Any]:
 
 def reference(resource: str) -> Callable[[Any], str]:
     """Accepts `/api/v0/<resource>/<id>/` (optionally absolute) or the bare id; returns the id."""
-    pattern = re.compile(rf"(?:(?:https?://[^/]+)?/api/v0/{resource}/)?([0-9a-f]{{32}})/?")
+    pattern = re.compile(rf"(?:(?:https?://[^/]+)?/api/v0/{resource}/)?({ID_PATTERN})/?")
 
     def check(value: Any) -> str:
         match = pattern.fullmatch(value.strip()) if isinstance(value, str) else None

@@ -22,7 +22,7 @@ from rq.job import Job
 
 from api import metrics
 from api.admission import Admission
-from shared import keys
+from shared import keys, replies
 from shared.codec import MsgpackSerializer, SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
 from shared.errors import ServerBusy, ServerError, Timeout, by_code
@@ -67,11 +67,8 @@ class Dispatcher:
             Queue(queue_name(s), connection=self._stager, serializer=MsgpackSerializer, job_class=UncompressedJob)
             for s in range(settings.shards)
         ]
-        self._admission = Admission(redis_async, self._queues, settings.deadline_ms / 1000)
+        self._admission = Admission(redis_async, settings.shards, settings.deadline_ms / 1000)
         self.in_flight = 0
-
-    def queue(self, shard: int) -> Queue:
-        return self._queues[shard]
 
     async def search(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
         """Queues one search and returns the worker's reply; raises the contract's errors.
@@ -141,7 +138,7 @@ class Dispatcher:
             raise ServerBusy("Redis stopped answering; retry shortly.", retry_after=1) from exc
         if popped is None:
             raise Timeout()
-        reply = decode_reply(popped[1])
+        reply = decode_reply(replies.raw(popped[1]))
         self._admission.observe(reply.timings.get("total", 0.0))
         if reply.error:
             error = by_code(reply.error)

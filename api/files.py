@@ -7,18 +7,17 @@ to be an id before it reaches the blob store, so no request can name a file outs
 
 from __future__ import annotations
 
-import re
-
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from api.services import services
 from api.uploads import ORIGINAL, THUMB_SIZES, image_dir
 from shared import catalog
 from shared.errors import NotFound
+from shared.ids import is_id
 
-UUID = re.compile(r"[0-9a-f]{32}")
 FILE_NAMES = frozenset({ORIGINAL, *THUMB_SIZES})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Files never change under a given URL (a new upload gets a new image id).
@@ -28,9 +27,9 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 async def image_file(request: Request) -> Response:
     params = request.path_params
     ids = (params["collection"], params["item"], params["image"])
-    if not all(UUID.fullmatch(part) for part in ids) or params["name"] not in FILE_NAMES:
+    if not all(is_id(part) for part in ids) or params["name"] not in FILE_NAMES:
         raise NotFound("No such file.")
-    data = await anyio.to_thread.run_sync(request.app.state.blobs.get, f"{image_dir(*ids)}/{params['name']}")
+    data = await anyio.to_thread.run_sync(services(request).blobs.get, f"{image_dir(*ids)}/{params['name']}")
     # Originals are stored as uploaded, so a PNG keeps its bytes under the `.jpg` name.
     media_type = "image/png" if data.startswith(PNG_SIGNATURE) else "image/jpeg"
     return Response(data, media_type=media_type, headers=IMMUTABLE)
@@ -39,9 +38,9 @@ async def image_file(request: Request) -> Response:
 async def item_text(request: Request) -> Response:
     """An item's `custom` or `tracking` string, as the URL in a search result promises."""
     item_id, name = request.path_params["item"], request.path_params["field"]
-    if not UUID.fullmatch(item_id) or name not in ("custom", "tracking"):
+    if not is_id(item_id) or name not in ("custom", "tracking"):
         raise NotFound()
-    item = await catalog.get(request.app.state.redis, catalog.ITEM, item_id)
+    item = await catalog.get(services(request).redis, catalog.ITEM, item_id)
     return PlainTextResponse(str(item.get(name, "")))
 
 

@@ -6,30 +6,27 @@ their own and the route reads top-down.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from api.upload_limits import read_image, refuse_declared
 from shared.config import Settings
 from shared.errors import (
     BadRequest,
     ImageMissing,
-    ImageTooLarge,
     ParameterInvalid,
     TokenMissing,
     TokenWrong,
 )
+from shared.ids import TOKEN_RE
 
-TOKEN_RE = re.compile(r"[0-9a-f]{16}")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 MAX_RESULTS_CAP = 50
 DEFAULT_MAX_RESULTS = 10
-# Room for the other fields and the multipart framing around the image.
-_FORM_OVERHEAD = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +83,7 @@ def _number(form: FormData, name: str, low: float, high: float) -> float | None:
 
 async def read_form(request: Request, settings: Settings) -> FormData:
     """The parsed form; refuses oversized bodies before reading them when the length is declared."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + _FORM_OVERHEAD:
-        raise ImageTooLarge(f"The upload is larger than the {settings.max_upload_bytes} byte limit.")
+    refuse_declared(request, settings)
     try:
         return await request.form(max_files=4, max_fields=32)
     except HTTPException as exc:
@@ -108,9 +103,7 @@ async def parse_search_form(form: FormData, settings: Settings) -> SearchForm:
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
         raise ImageMissing()
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ImageTooLarge(f"The image is larger than the {settings.max_upload_bytes} byte limit.")
+    data = await read_image(upload, settings)
     if not data:
         raise ImageMissing("The 'image' part is empty.")
     max_results = _number(form, "max_results", 1, MAX_RESULTS_CAP)

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from api import bodies
 from api.auth import require_api_key
 from api.resources import RESOURCES, Resource, render
+from api.services import services
 from api.urls import base_url
 from shared import catalog
 from shared.catalog import Record
@@ -68,7 +69,7 @@ def _object_id(resource: Resource, request: Request) -> str:
 
 async def get_object(resource: Resource, request: Request) -> Response:
     await require_api_key(request)
-    record = await catalog.get(request.app.state.redis, resource.kind, _object_id(resource, request))
+    record = await catalog.get(services(request).redis, resource.kind, _object_id(resource, request))
     return JSONResponse(render(resource, record, base_url(request)))
 
 
@@ -83,7 +84,7 @@ async def update_object(resource: Resource, request: Request) -> Response:
     await require_api_key(request)
     object_id = _object_id(resource, request)
     body = await bodies.read_json(request)
-    current = await catalog.get(request.app.state.redis, resource.kind, object_id)
+    current = await catalog.get(services(request).redis, resource.kind, object_id)
     changed = {name for name in resource.create_only if name in body and _differs(resource, name, body[name], current)}
     if changed:
         raise ValidationError(

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import keys
-from shared.heartbeats import Heartbeat, indexed_images, job_age, owners_by_shard
-from shared.ownership import LIVE_SECONDS
-
-if TYPE_CHECKING:
-    from api.dispatch import Dispatcher, Outcome
+from shared import heartbeats, queues
+from shared.heartbeats import Heartbeat, indexed_images, owners_by_shard
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -58,10 +53,9 @@ INDEX_LOAD_SECONDS = Gauge(
 )
 
 
-def observe_search(outcome: Outcome) -> None:
-    worker_ms = outcome.reply.timings.get("total", 0.0)
+def observe_search(worker_ms: float, round_trip_ms: float) -> None:
     MATCH_SECONDS.observe(worker_ms / 1000)
-    QUEUE_WAIT_SECONDS.observe(max(outcome.round_trip_ms - worker_ms, 0.0) / 1000)
+    QUEUE_WAIT_SECONDS.observe(max(round_trip_ms - worker_ms, 0.0) / 1000)
 
 
 def observe_error(code: str) -> None:
@@ -70,35 +64,33 @@ def observe_error(code: str) -> None:
 
 async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[Heartbeat]]:
     """Per shard, the heartbeats of the live workers serving it."""
-    scored = await redis.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf", withscores=True)
-    async with redis.pipeline(transaction=False) as pipe:
-        for name, _ in scored:
-            pipe.hgetall(keys.worker(name.decode()))
-        hashes = await pipe.execute() if scored else []
-    beats = [Heartbeat.parse(name.decode(), score, raw) for (name, score), raw in zip(scored, hashes, strict=True)]
-    return owners_by_shard(beats, shards, time.time())
+    now = time.time()
+    return owners_by_shard(await heartbeats.read_async(redis, now), shards, now)
 
 
-async def refresh(redis: aioredis.Redis, dispatcher: Dispatcher, shards: int) -> None:
+async def refresh(redis: aioredis.Redis, shards: int) -> None:
+    """Sets the queue and worker gauges from Redis, in three round trips."""
+    now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
-        for shard in range(shards):
-            queue = dispatcher.queue(shard)
-            pipe.llen(queue.key)
-            pipe.lindex(queue.key, 0)
-        heads = await pipe.execute()
+        queues.stage_depths(pipe, shards)
+        queues.stage_heads(pipe, shards)
+        heartbeats.stage_roster(pipe, now)
+        *lists, roster = await pipe.execute()
+        depths, heads = lists[:shards], lists[shards:]
+        queued = queues.stage_enqueued_at(pipe, heads)
+        names = heartbeats.stage_beats(pipe, roster)
+        fetched = await pipe.execute() if queued or names else []
+    enqueued = dict(zip(queued, fetched[: len(queued)], strict=True))
+    beats = heartbeats.parse_beats(names, fetched[len(queued) :])
     for shard in range(shards):
-        depth, oldest = heads[2 * shard], heads[2 * shard + 1]
-        QUEUE_DEPTH.labels(str(shard)).set(depth)
-        enqueued = (
-            await redis.hget(dispatcher.queue(shard).job_class.key_for(oldest.decode()), "enqueued_at")
-            if oldest
-            else None
+        QUEUE_DEPTH.labels(str(shard)).set(depths[shard])
+        OLDEST_JOB.labels(str(shard)).set(queues.job_age(enqueued.get(shard), now) or 0.0)
+    for shard, beats_of_shard in owners_by_shard(beats, shards, now).items():
+        LIVE_WORKERS.labels(str(shard)).set(len(beats_of_shard))
+        INDEXED_IMAGES.labels(str(shard)).set(indexed_images(beats_of_shard, shard))
+        INDEX_LOAD_SECONDS.labels(str(shard)).set(
+            max((b.load_seconds.get(shard, 0.0) for b in beats_of_shard), default=0.0)
         )
-        OLDEST_JOB.labels(str(shard)).set(job_age(enqueued, time.time()) or 0.0)
-    for shard, beats in (await live_workers(redis, shards)).items():
-        LIVE_WORKERS.labels(str(shard)).set(len(beats))
-        INDEXED_IMAGES.labels(str(shard)).set(indexed_images(beats, shard))
-        INDEX_LOAD_SECONDS.labels(str(shard)).set(max((b.load_seconds.get(shard, 0.0) for b in beats), default=0.0))
 
 
 def exposition() -> tuple[bytes, str]:
@@ -107,7 +99,7 @@ def exposition() -> tuple[bytes, str]:
     multiprocess mode, so any process answers for all of them)."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import metrics
+from api.services import services
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -15,7 +16,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """Ready when Redis answers and every shard has at least one live worker."""
-    state = request.app.state
+    state = services(request)
     try:
         await state.redis.ping()
         workers = await metrics.live_workers(state.redis, state.settings.shards)
@@ -31,8 +32,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    state = request.app.state
-    await metrics.refresh(state.redis, state.dispatcher, state.settings.shards)
+    state = services(request)
+    await metrics.refresh(state.redis, state.settings.shards)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 

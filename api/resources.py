@@ -15,9 +15,11 @@ from starlette.requests import Request
 
 from api import bodies, uploads
 from api.bodies import Field
+from api.services import services
 from shared import catalog
 from shared.catalog import Kind, Record
 from shared.errors import ValidationError
+from shared.ids import ID_RE, TOKEN_RE
 
 # Fields that name another object: stored as ids, shown as resource URIs.
 REFERENCES = ("collection", "item")
@@ -72,7 +74,7 @@ def _children_lister(kind: Kind) -> Lister:
             parent_id = check(value) if value is not None else None
         except ValueError as exc:
             raise ValidationError(f"Invalid filter '{filter_name}'.", details={filter_name: str(exc)}) from None
-        return await catalog.page(request.app.state.redis, kind, offset=offset, limit=limit, parent=parent_id)
+        return await catalog.page(services(request).redis, kind, offset=offset, limit=limit, parent=parent_id)
 
     return lister
 
@@ -80,7 +82,7 @@ def _children_lister(kind: Kind) -> Lister:
 async def _list_collections(
     request: Request, params: Mapping[str, str], offset: int, limit: int
 ) -> tuple[list[Record], int]:
-    redis = request.app.state.redis
+    redis = services(request).redis
     name, contains = params.get("name"), params.get("name__contains")
     if name is None and contains is None:
         return await catalog.page(redis, catalog.COLLECTION, offset=offset, limit=limit)
@@ -88,12 +90,12 @@ async def _list_collections(
 
 
 async def _create_collection(request: Request, fields: Record) -> Record:
-    state = request.app.state
+    state = services(request)
     return await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
 
 
 async def _save_collection(request: Request, collection_id: str, fields: Record) -> Record:
-    redis = request.app.state.redis
+    redis = services(request).redis
     if "name" in fields:
         return await catalog.rename_collection(redis, collection_id, fields["name"])
     return await catalog.get(redis, catalog.COLLECTION, collection_id)
@@ -101,14 +103,14 @@ async def _save_collection(request: Request, collection_id: str, fields: Record)
 
 def _creator(kind: Kind, defaults: Record) -> Callable[[Request, Record], Awaitable[Record]]:
     async def create(request: Request, fields: Record) -> Record:
-        return await catalog.create_child(request.app.state.redis, kind, {**defaults, **fields})
+        return await catalog.create_child(services(request).redis, kind, {**defaults, **fields})
 
     return create
 
 
 def _saver(kind: Kind) -> Callable[[Request, str, Record], Awaitable[Record]]:
     async def save(request: Request, object_id: str, fields: Record) -> Record:
-        return await catalog.update(request.app.state.redis, kind, object_id, fields)
+        return await catalog.update(services(request).redis, kind, object_id, fields)
 
     return save
 
@@ -118,26 +120,26 @@ async def _create_image(request: Request, fields: Record) -> Record:
 
 
 async def _delete_files(request: Request, prefix: str) -> None:
-    await anyio.to_thread.run_sync(request.app.state.blobs.delete_prefix, prefix)
+    await anyio.to_thread.run_sync(services(request).blobs.delete_prefix, prefix)
 
 
 async def _remove_collection(request: Request, collection_id: str) -> None:
-    await catalog.delete_collection(request.app.state.redis, collection_id, request.app.state.settings.shards)
+    await catalog.delete_collection(services(request).redis, collection_id, services(request).settings.shards)
     await _delete_files(request, uploads.image_dir(collection_id))
 
 
 async def _remove_item(request: Request, item_id: str) -> None:
-    item = await catalog.delete_item(request.app.state.redis, item_id, request.app.state.settings.shards)
+    item = await catalog.delete_item(services(request).redis, item_id, services(request).settings.shards)
     await _delete_files(request, uploads.image_dir(item["collection"], item_id))
 
 
 async def _remove_image(request: Request, image_id: str) -> None:
-    image = await catalog.delete_image(request.app.state.redis, image_id, request.app.state.settings.shards)
+    image = await catalog.delete_image(services(request).redis, image_id, services(request).settings.shards)
     await _delete_files(request, uploads.image_dir(image["collection"], image["item"], image_id))
 
 
 async def _remove_token(request: Request, token: str) -> None:
-    await catalog.delete_token(request.app.state.redis, token)
+    await catalog.delete_token(services(request).redis, token)
 
 
 def _image_links(record: Record, base: str) -> Record:
@@ -148,8 +150,6 @@ def _image_links(record: Record, base: str) -> Record:
     }
 
 
-UUID = re.compile(r"[0-9a-f]{32}")
-TOKEN = re.compile(r"[0-9a-f]{16}")
 ITEM_FIELDS = {
     "collection": Field(bodies.reference("collection"), required=True),
     "name": Field(bodies.text(255, blank=False), required=True),
@@ -164,7 +164,7 @@ RESOURCES = (
     Resource(
         name="collection",
         kind=catalog.COLLECTION,
-        id_pattern=UUID,
+        id_pattern=ID_RE,
         fields={"name": Field(bodies.text(255, blank=False), required=True)},
         create=_create_collection,
         save=_save_collection,
@@ -174,7 +174,7 @@ RESOURCES = (
     Resource(
         name="item",
         kind=catalog.ITEM,
-        id_pattern=UUID,
+        id_pattern=ID_RE,
         fields=ITEM_FIELDS,
         create=_creator(catalog.ITEM, catalog.ITEM_DEFAULTS),
         save=_saver(catalog.ITEM),
@@ -185,7 +185,7 @@ RESOURCES = (
     Resource(
         name="image",
         kind=catalog.IMAGE,
-        id_pattern=UUID,
+        id_pattern=ID_RE,
         fields={},  # nothing to change after the upload
         create=_create_image,
         save=_saver(catalog.IMAGE),
@@ -197,7 +197,7 @@ RESOURCES = (
     Resource(
         name="token",
         kind=catalog.TOKEN,
-        id_pattern=TOKEN,
+        id_pattern=TOKEN_RE,
         # rate_limit (our own): searches per second this token may make; null is unlimited.
         fields={
             "collection": Field(bodies.reference("collection"), required=True),

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from api import metrics
 from api.forms import SearchForm, parse_search_form, read_form
 from api.render import results_v1, results_v2, thumb_template
+from api.services import services
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
 from shared.imagecheck import inspect
@@ -24,7 +25,7 @@ from shared.imagecheck import inspect
 
 async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     started = time.perf_counter()
-    state = request.app.state
+    state = services(request)
     raw = await read_form(request, state.settings)
     try:
         form = await parse_search_form(raw, state.settings)
@@ -34,7 +35,7 @@ async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
     await anyio.to_thread.run_sync(inspect, form.image, state.settings)
     outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score)
-    metrics.observe_search(outcome)
+    metrics.observe_search(outcome.reply.timings.get("total", 0.0), outcome.round_trip_ms)
     return form, collection, outcome.reply.hits, started
 
 
@@ -44,14 +45,14 @@ def _elapsed_ms(started: float) -> int:
 
 async def search_v1(request: Request) -> JSONResponse:
     form, collection, hits, started = await _search(request)
-    items = await get_items(request.app.state.redis, [h.item for h in hits])
+    items = await get_items(services(request).redis, [h.item for h in hits])
     results = results_v1(hits, items, collection, form, base_url(request))
     return JSONResponse({"search_time": _elapsed_ms(started), "results": results})
 
 
 async def search_v2(request: Request) -> JSONResponse:
     form, collection, hits, started = await _search(request)
-    redis = request.app.state.redis
+    redis = services(request).redis
     item_ids = [h.item for h in hits]
     items = await get_items(redis, item_ids)
     images = await item_image_ids(redis, item_ids)

@@ -18,10 +18,12 @@ from starlette.requests import Request
 
 from api.bodies import reference
 from api.forms import read_form
+from api.services import services
+from api.upload_limits import read_image
 from shared import catalog
-from shared.blobs import BlobStore
 from shared.config import Settings
-from shared.errors import ImageNoDetails, ImageTooLarge, ValidationError, WrongContentType
+from shared.errors import ImageNoDetails, ValidationError, WrongContentType
+from shared.ids import new_id
 from shared.imagecheck import inspect
 from workers.decode import decode_gray
 from workers.features import extract, extract_reference, recognisability
@@ -101,22 +103,20 @@ async def _read_upload(request: Request, settings: Settings) -> tuple[str, bytes
     form = await read_form(request, settings)
     try:
         item_id, upload = _upload_fields(form)
-        data = await upload.read(settings.max_upload_bytes + 1)
+        data = await read_image(upload, settings)
     finally:
         await form.close()  # spooled parts are temporary files
-    if len(data) > settings.max_upload_bytes:
-        raise ImageTooLarge(f"The image is larger than the {settings.max_upload_bytes} byte limit.")
     return item_id, data
 
 
 async def create_image(request: Request) -> catalog.Record:
-    state = request.app.state
-    settings: Settings = state.settings
-    blobs: BlobStore = state.blobs
+    state = services(request)
+    settings = state.settings
+    blobs = state.blobs
     item_id, data = await _read_upload(request, settings)
     item = await catalog.get(state.redis, catalog.ITEM, item_id, field="item")
     prepared = await anyio.to_thread.run_sync(prepare, data, settings)
-    image_id = catalog.new_id()
+    image_id = new_id()
     prefix = image_dir(item["collection"], item_id, image_id)
 
     def store() -> None:

@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared import keys  # noqa: E402
+from shared.heartbeats import live_serving  # noqa: E402
 from shared.shards import shard_of  # noqa: E402
 from tests import imagegen  # noqa: E402  (the same generator the tests use)
 from tests.conftest import ADMIN_KEY, Stack, stack_env, start_api  # noqa: E402
-from workers.ownership import live_heartbeats  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "recognition-dev"
 # The database the load, fault and front-end benches flush (before and after a run).
@@ -181,7 +181,7 @@ def wait_indexed(db: redis.Redis, catalogue: Catalogue, shards: int, timeout: fl
         expected[shard] = expected.get(shard, 0) + 1
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        live = live_heartbeats(db)
+        live = live_serving(db)
         beats = [db.hgetall(keys.worker(name)) for name in live]
         if live and all(
             int(beat.get(f"images:{s}".encode(), 0)) >= expected.get(s, 0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from redis.asyncio.client import Pipeline
 from shared import keys
 from shared.codec import IndexEvent, encode_event, encode_feature_record
 from shared.errors import NotFound, ValidationError
+from shared.ids import new_id, new_token
 from shared.shards import shard_of
 
 Record = dict[str, Any]
@@ -58,11 +58,6 @@ IMAGE = Kind("image", keys.image, keys.IMAGES, parent=ITEM, siblings=keys.item_i
 TOKEN = Kind("token", keys.token, keys.TOKENS, id_field="token", parent=COLLECTION, siblings=keys.collection_tokens)
 
 ITEM_DEFAULTS: Record = {"name": "", "url": "", "custom": "", "tracking": "", "content": {}, "trackable": False}
-
-
-def new_id() -> str:
-    """32 lowercase hex characters (uuid4)."""
-    return uuid.uuid4().hex
 
 
 def _now() -> tuple[float, str]:
@@ -206,7 +201,7 @@ async def create_collection(redis: aioredis.Redis, name: str, shards: int) -> Re
     """A new collection with its first token; VALIDATION_ERROR when the name is taken."""
     score, created = _now()
     record = {"uuid": new_id(), "name": name, "created_at": created}
-    token = {"token": secrets.token_hex(8), "collection": record["uuid"], "created_at": created}
+    token = {"token": new_token(), "collection": record["uuid"], "created_at": created}
 
     async def create(pipe: Pipeline) -> Record:
         await _claim_name(pipe, name)
@@ -245,7 +240,7 @@ async def create_child(redis: aioredis.Redis, kind: Kind, fields: Record) -> Rec
     assert parent is not None
     parent_id = fields[parent.name]
     score, created = _now()
-    object_id = secrets.token_hex(8) if kind is TOKEN else new_id()
+    object_id = new_token() if kind is TOKEN else new_id()
     record = {kind.id_field: object_id, **fields, "created_at": created}
 
     async def create(pipe: Pipeline) -> Record:

@@ -22,7 +22,8 @@ class MsgpackSerializer:
 
     @staticmethod
     def dumps(obj: Any) -> bytes:
-        return msgpack.packb(obj, use_bin_type=True)
+        packed: bytes = msgpack.packb(obj, use_bin_type=True)
+        return packed
 
     @staticmethod
     def loads(data: bytes) -> Any:
@@ -87,7 +88,8 @@ class IndexEvent:
 
 
 def _pack(message: Any) -> bytes:
-    return msgpack.packb(asdict(message), use_bin_type=True)
+    packed: bytes = msgpack.packb(asdict(message), use_bin_type=True)
+    return packed
 
 
 def _unpack(data: bytes, kind: str) -> dict[str, Any]:
@@ -145,7 +147,8 @@ def decode_event(fields: dict[bytes, bytes]) -> IndexEvent:
 
 def encode_feature_record(item: str, features: bytes) -> bytes:
     """What the features hash stores per image: its item and its serialised features."""
-    return msgpack.packb({"version": VERSION, "item": item, "features": features}, use_bin_type=True)
+    packed: bytes = msgpack.packb({"version": VERSION, "item": item, "features": features}, use_bin_type=True)
+    return packed
 
 
 def decode_feature_record(data: bytes) -> tuple[str, bytes]:

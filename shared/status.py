@@ -14,13 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 import redis
-from rq import Queue
 
-from shared import keys
-from shared.codec import MsgpackSerializer
+from shared import heartbeats, keys, queues
 from shared.config import Settings
-from shared.heartbeats import Heartbeat, indexed_images, job_age, owners_by_shard
-from shared.shards import queue_name
+from shared.heartbeats import Heartbeat, indexed_images, owners_by_shard
 
 # A status command must not hang on a stalled Redis; reads here are a few small commands.
 _REDIS_TIMEOUT_SECONDS = 5.0
@@ -48,29 +45,22 @@ class Snapshot:
 
 
 def read(connection: redis.Redis, shards: int) -> Snapshot:
-    """Two pipelined round trips: queue heads, collection counts and the worker list, then the
-    heads' job hashes and the workers' heartbeat hashes."""
-    queues = [Queue(queue_name(s), connection=connection, serializer=MsgpackSerializer) for s in range(shards)]
-    with connection.pipeline(transaction=False) as pipe:
-        for shard, queue in enumerate(queues):
-            pipe.llen(queue.key)
-            pipe.lindex(queue.key, 0)
-            pipe.scard(keys.shard_collections(shard))
-        pipe.zrange(keys.WORKERS, 0, -1, withscores=True)
-        *per_shard, scored = pipe.execute()
+    """Two pipelined round trips: queue depths and heads, collection counts and the worker list,
+    then the heads' job hashes and the workers' heartbeat hashes."""
     now = time.time()
-    depths, heads, collections = per_shard[0::3], per_shard[1::3], per_shard[2::3]
-    names = [(name.decode(), score) for name, score in scored]
-    queued = [s for s in range(shards) if heads[s]]
     with connection.pipeline(transaction=False) as pipe:
-        for shard in queued:
-            pipe.hget(queues[shard].job_class.key_for(heads[shard].decode()), "enqueued_at")
-        for name, _ in names:
-            pipe.hgetall(keys.worker(name))
-        replies = pipe.execute()
-    enqueued = dict(zip(queued, replies[: len(queued)], strict=True))
-    hashes = replies[len(queued) :]
-    beats = [Heartbeat.parse(name, score, raw) for (name, score), raw in zip(names, hashes, strict=True)]
+        queues.stage_depths(pipe, shards)
+        queues.stage_heads(pipe, shards)
+        for shard in range(shards):
+            pipe.scard(keys.shard_collections(shard))
+        heartbeats.stage_roster(pipe, now, live_only=False)
+        *lists, roster = pipe.execute()
+        depths, heads, collections = lists[:shards], lists[shards : 2 * shards], lists[2 * shards :]
+        queued = queues.stage_enqueued_at(pipe, heads)
+        names = heartbeats.stage_beats(pipe, roster)
+        fetched = pipe.execute() if queued or names else []
+    enqueued = dict(zip(queued, fetched[: len(queued)], strict=True))
+    beats = heartbeats.parse_beats(names, fetched[len(queued) :])
     owners = owners_by_shard(beats, shards, now)
     return Snapshot(
         taken_at=now,
@@ -78,7 +68,7 @@ def read(connection: redis.Redis, shards: int) -> Snapshot:
             ShardStatus(
                 shard=s,
                 queued=depths[s],
-                oldest_job_age_seconds=job_age(enqueued.get(s), now),
+                oldest_job_age_seconds=queues.job_age(enqueued.get(s), now),
                 owners=tuple(sorted(beat.name for beat in owners[s])),
                 collections=collections[s],
                 images=indexed_images(owners[s], s),

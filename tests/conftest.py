@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis
 
+from shared.heartbeats import live_serving
 from shared.launcher import PrivateRedis, find_redis_server
 from shared.ownership import owners
-from workers.ownership import live_heartbeats
 
 TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "")
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -178,7 +178,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool:
     """Every shard is served by exactly the owners rendezvous hashing picks among `workers` live ones."""
-    live = live_heartbeats(db)
+    live = live_serving(db)
     if len(live) != workers:
         return False
     return all(
@@ -193,7 +193,7 @@ def wait_converged(db: redis.Redis, workers: int, shards: int, replicas: int, ti
         if converged(db, workers, shards, replicas):
             return time.monotonic() - started
         time.sleep(0.05)
-    raise RuntimeError(f"shards did not settle on {workers} workers within {timeout} s: {live_heartbeats(db)}")
+    raise RuntimeError(f"shards did not settle on {workers} workers within {timeout} s: {live_serving(db)}")
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import threading
 import time
 
 import redis
+from redis.typing import EncodableT, FieldT
 
-from shared import keys
-from shared.ownership import LIVE_SECONDS
+from shared import heartbeats, keys
 from workers.jobs import WorkerContext
 
 log = logging.getLogger("recog.worker.heartbeat")
@@ -31,7 +31,7 @@ def beat(context: WorkerContext) -> None:
     now = time.time()
     serving = context.manager.listening
     images = context.state.images_per_shard()
-    fields: dict[str, str | int | float] = {
+    fields: dict[FieldT, EncodableT] = {
         "name": context.name,
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -58,9 +58,8 @@ def beat(context: WorkerContext) -> None:
 def healthy(connection: redis.Redis, host: str) -> bool:
     """Whether a worker of this host (a container's hostname is its id) beats and serves every
     shard it should: what the compose healthcheck asks."""
-    names = connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf")
-    mine = [n.decode() for n in names if n.decode().startswith(f"recog-{host}-")]
-    return any(connection.hget(keys.worker(name), "settled") == b"1" for name in mine)
+    beats = heartbeats.read(connection, time.time())
+    return any(beat.settled for beat in beats if beat.name.startswith(f"recog-{host}-"))
 
 
 def forget(context: WorkerContext) -> None:

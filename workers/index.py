@@ -75,7 +75,8 @@ class Reference:
     def points(self, rows: np.ndarray) -> np.ndarray:
         """(M, 2) float32 pixels of the reference for keypoint `rows`."""
         scale = np.array(self.size, np.float32) / np.float32(FIXED)
-        return self.keypoints[rows].astype(np.float32) * scale
+        points: np.ndarray = self.keypoints[rows].astype(np.float32) * scale
+        return points
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ class CollectionIndex:
             self._slot_of[image_id] = slot
             if count:
                 ids = _posting_ids(slot, count)
-                self._ivf.add_core(count, faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(words))
+                # add_core takes precomputed words; faiss's stubs omit it, SWIG exports it.
+                add_core = self._ivf.add_core  # type: ignore[attr-defined]
+                add_core(count, faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(words))
 
     def remove(self, image_id: str) -> None:
         """Stops matching `image_id`; no error if it is not indexed."""

@@ -17,25 +17,13 @@ import time
 
 import redis
 
-from shared import keys
-from shared.heartbeats import Heartbeat
-from shared.ownership import LIVE_SECONDS, owners, shards_of
+from shared import heartbeats
+from shared.ownership import owners, shards_of
 from workers.shard_state import ShardState
 
 log = logging.getLogger("recog.worker.ownership")
 
 INTERVAL_SECONDS = 1.0
-
-
-def live_heartbeats(connection: redis.Redis) -> dict[str, frozenset[int]]:
-    """Live worker name -> the shards it reports serving."""
-    scored = connection.zrangebyscore(keys.WORKERS, time.time() - LIVE_SECONDS, "+inf", withscores=True)
-    with connection.pipeline(transaction=False) as pipe:
-        for name, _ in scored:
-            pipe.hgetall(keys.worker(name.decode()))
-        hashes = pipe.execute()
-    beats = [Heartbeat.parse(name.decode(), score, raw) for (name, score), raw in zip(scored, hashes, strict=True)]
-    return {beat.name: frozenset(beat.shards) for beat in beats}
 
 
 class ShardManager:
@@ -73,7 +61,7 @@ class ShardManager:
 
     def step(self) -> None:
         """One reconciliation: load what this worker should newly own, release what it may."""
-        live = live_heartbeats(self._redis)
+        live = heartbeats.live_serving(self._redis)
         target = self.target(live)
         loaded = self._state.shards
         for shard in sorted(loaded - self._listening - target - self.in_use):

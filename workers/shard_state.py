@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
-from shared import keys
+from shared import keys, replies
 from shared.codec import IndexEvent, decode_event, decode_feature_record
 from shared.errors import CodecError
 from shared.shards import shard_of
@@ -72,11 +73,11 @@ class ShardState:
         how many images it indexed."""
         stream = keys.shard_events(shard)
         last = self._redis.xrevrange(stream, count=1)
-        cursor = last[0][0].decode() if last else "0-0"
+        cursor = replies.text(last[0][0]) if last else "0-0"
         first = self._redis.xrange(stream, count=1)
-        oldest = first[0][0].decode() if first else None
+        oldest = replies.text(first[0][0]) if first else None
         total = sum(
-            self._load_collection(shard, raw.decode(), cursor, oldest)
+            self._load_collection(shard, replies.text(raw), cursor, oldest)
             for raw in self._redis.smembers(keys.shard_collections(shard))
         )
         with self._lock:
@@ -99,7 +100,7 @@ class ShardState:
         collection = self._collection(collection_id)
         total = 0
         for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
-            total += self._add(collection, image_id.decode(), record)
+            total += self._add(collection, replies.text(image_id), replies.raw(record))
         if self._snapshots:  # it skips collections below its size threshold
             self._save(collection_id, collection, cursor)
         return total
@@ -111,14 +112,14 @@ class ShardState:
         while entries := self._redis.xrange(keys.shard_events(shard), min=start, max=upto, count=_SCAN_BATCH):
             for entry_id, fields in entries:
                 try:
-                    event = decode_event(fields)
+                    event = decode_event(replies.raw_hash(fields))
                 except CodecError as exc:
                     log.warning("skipping unreadable index event %s: %s", entry_id, exc)
                     continue
                 if event.collection == collection_id:
                     self.apply(event)
                     replayed += 1
-            start = f"({entries[-1][0].decode()}"
+            start = f"({replies.text(entries[-1][0])}"
         return replayed
 
     def _save(self, collection_id: str, collection: Collection, cursor: str) -> None:
@@ -164,7 +165,7 @@ class ShardState:
         elif event.op == "add":
             record = self._redis.hget(keys.collection_features(event.collection), event.image)
             if record is not None:  # None: deleted again since; its remove event follows
-                self._add(self._collection(event.collection), event.image, record)
+                self._add(self._collection(event.collection), event.image, replies.raw(record))
                 log.debug("indexed image %s of collection %s", event.image, event.collection)
         else:
             log.warning("ignoring unknown index event %r", event.op)
@@ -179,20 +180,20 @@ class ShardState:
                 stop.wait(_BLOCK_MS / 1000)
                 continue
             try:
-                batches = self._redis.xread(streams, block=_BLOCK_MS)  # type: ignore[arg-type]
+                batches: Any = self._redis.xread(streams, block=_BLOCK_MS)  # type: ignore[arg-type]
             except redis.RedisError as exc:
                 log.warning("index event stream unavailable (%s); retrying", exc)
                 stop.wait(1.0)
                 continue
             for stream, entries in batches or []:
-                shard = shard_of_stream[stream.decode()]
+                shard = shard_of_stream[replies.text(stream)]
                 for entry_id, fields in entries:
                     with self._lock:
                         if shard not in self._cursors:
                             break  # unloaded meanwhile
-                        self._cursors[shard] = entry_id.decode()
+                        self._cursors[shard] = replies.text(entry_id)
                     try:
-                        self.apply(decode_event(fields))
+                        self.apply(decode_event(replies.raw_hash(fields)))
                     except CodecError as exc:
                         log.warning("skipping unreadable index event %s: %s", entry_id, exc)
 
