@@ -1,67 +1,98 @@
-"""Backpressure: refuse at once the searches a shard cannot answer before their deadline.
+"""Admission: how many searches may be in flight, per shard and in all, to be answered in time.
 
-Queueing a job that will time out only makes the queue deeper for the next request, so the front
-end compares each shard's queue depth with what its live workers can drain in one deadline and
-answers 503 SERVER_BUSY (with Retry-After) when the queue is already too deep, or when no live
-worker serves the shard at all. The depths and worker counts come from one pipelined Redis read,
-refreshed at most every `_REFRESH_SECONDS` and shared by all requests of this process.
+A search that waits in a queue past its deadline costs a worker its time and its client the
+whole deadline, and makes the queue deeper for the next one: under overload almost every search
+then times out. So the front end keeps in flight only what the workers can finish with a queue
+wait under a target (`RECOG_QUEUE_TARGET_MS`, a quarter of the deadline by default) and refuses
+the rest at once with 503 SERVER_BUSY. By Little's law a worker accounts for the search it runs
+plus `target / service time` queued behind it. A shard may hold its live owners' worth, the
+deployment its live workers' worth: the same workers serve several shards, so the shards' limits
+alone would admit a multiple of what the workers can do. `api.enqueue` enforces both limits
+atomically in Redis, so every API process shares them.
+
+Service time is a moving average of the worker time in this process's replies; owners and live
+workers come from the heartbeats, re-read at most every `_REFRESH_SECONDS`, by one request at a
+time while the others use the previous reading.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import math
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from api.metrics import live_workers
-from shared import queues
+from shared import heartbeats
 from shared.errors import ServerBusy
+from shared.heartbeats import owners_by_shard
 
-_REFRESH_SECONDS = 0.25
+_REFRESH_SECONDS = 0.5
 # Worker time assumed before the first reply, and the weight of each new reply in the average.
 _INITIAL_JOB_SECONDS = 0.05
 _SMOOTHING = 0.05
-_MAX_RETRY_AFTER = 30
+# Time a worker spends per job outside the search it reports (pop, reply): a floor on service time.
+_JOB_OVERHEAD_SECONDS = 0.002
+# Recent worker times kept for the p95 that paces the lost-job check (api.dispatch).
+_RECENT = 200
 
 
 @dataclass(frozen=True)
-class ShardLoad:
-    depth: int
+class Roster:
+    """Live workers serving each shard, and live workers in all, at one reading of the heartbeats."""
+
+    owners: tuple[int, ...]
     workers: int
 
 
 class Admission:
-    def __init__(self, redis: aioredis.Redis, shards: int, deadline_seconds: float) -> None:
+    def __init__(self, redis: aioredis.Redis, shards: int, queue_target_seconds: float) -> None:
         self._redis = redis
         self._shards = shards
-        self._deadline = deadline_seconds
-        self._loads: list[ShardLoad] = []
+        self._target = queue_target_seconds
+        self._roster: Roster | None = None
         self._read_at = -math.inf
+        self._reading = asyncio.Lock()
+        self._recent: collections.deque[float] = collections.deque(maxlen=_RECENT)
         self.job_seconds = _INITIAL_JOB_SECONDS
 
     def observe(self, worker_ms: float) -> None:
-        """Feeds one reply's worker time into the running average used to estimate drain speed."""
-        self.job_seconds += _SMOOTHING * (worker_ms / 1000 - self.job_seconds)
+        """Feeds one reply's worker time into the service-time estimates."""
+        seconds = worker_ms / 1000
+        self.job_seconds += _SMOOTHING * (seconds - self.job_seconds)
+        self._recent.append(seconds)
 
-    async def check(self, shard: int) -> None:
-        load = (await self._snapshot())[shard]
-        if load.workers == 0:
+    def p95_seconds(self) -> float:
+        """The 95th percentile of recent worker times (the initial guess before any reply)."""
+        if not self._recent:
+            return _INITIAL_JOB_SECONDS
+        ordered = sorted(self._recent)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+    async def limits(self, shard: int) -> tuple[int, int]:
+        """(searches in flight allowed for `shard`, for the whole deployment); ServerBusy if no
+        live worker serves the shard."""
+        roster = await self._current()
+        owners = roster.owners[shard]
+        if owners == 0:
             raise ServerBusy("No worker serves this collection right now; retry shortly.", retry_after=2)
-        drain_seconds = load.depth * self.job_seconds / load.workers
-        if drain_seconds >= self._deadline:
-            retry = min(_MAX_RETRY_AFTER, max(1, math.ceil(drain_seconds - self._deadline)))
-            raise ServerBusy(retry_after=retry)
+        per_worker = 1 + self._target / (self.job_seconds + _JOB_OVERHEAD_SECONDS)
+        return math.ceil(owners * per_worker), math.ceil(roster.workers * per_worker)
 
-    async def _snapshot(self) -> list[ShardLoad]:
-        now = time.monotonic()
-        if now - self._read_at < _REFRESH_SECONDS:
-            return self._loads
-        async with self._redis.pipeline(transaction=False) as pipe:
-            queues.stage_depths(pipe, self._shards)
-            depths = await pipe.execute()
-        workers = await live_workers(self._redis, self._shards)
-        self._loads = [ShardLoad(depth=d, workers=len(workers[s])) for s, d in enumerate(depths)]
-        self._read_at = now
-        return self._loads
+    async def _current(self) -> Roster:
+        stale = time.monotonic() - self._read_at >= _REFRESH_SECONDS
+        if self._roster is not None and (not stale or self._reading.locked()):
+            return self._roster
+        async with self._reading:
+            if self._roster is None or time.monotonic() - self._read_at >= _REFRESH_SECONDS:
+                now = time.time()
+                beats = await heartbeats.read_async(self._redis, now)
+                by_shard = owners_by_shard(beats, self._shards, now)
+                self._roster = Roster(
+                    owners=tuple(len(by_shard[s]) for s in range(self._shards)),
+                    workers=sum(1 for beat in beats if beat.is_live(now) and beat.shards),
+                )
+                self._read_at = time.monotonic()
+            return self._roster

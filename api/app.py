@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             dispatcher=Dispatcher(settings, redis),
         )
         app.state.services = running
+        await running.dispatcher.register_queues()
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(

@@ -27,6 +27,15 @@ QUEUE_WAIT_SECONDS = Histogram(
 )
 MATCH_SECONDS = Histogram("recog_match_seconds", "Worker-side time of a search", buckets=_LATENCY_BUCKETS)
 REJECTED = Counter("recog_rejected_total", "Requests answered with an error code", ["code"])
+REFUSED = Counter(
+    "recog_searches_refused_total",
+    "Searches refused with 503 before queueing, by limit: capacity (what the workers can answer in time) "
+    "or process (RECOG_MAX_IN_FLIGHT)",
+    ["limit"],
+)
+REQUEUED = Counter(
+    "recog_searches_requeued_total", "Searches queued again because the worker that took them went silent"
+)
 IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker", multiprocess_mode="livesum")
 # Gauges read from Redis at scrape time: with several API processes, the most recent read wins.
 QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"], multiprocess_mode="mostrecent")
@@ -56,6 +65,10 @@ INDEX_LOAD_SECONDS = Gauge(
 def observe_search(worker_ms: float, round_trip_ms: float) -> None:
     MATCH_SECONDS.observe(worker_ms / 1000)
     QUEUE_WAIT_SECONDS.observe(max(round_trip_ms - worker_ms, 0.0) / 1000)
+
+
+def observe_refusal(limit: str) -> None:
+    REFUSED.labels(limit).inc()
 
 
 def observe_error(code: str) -> None:

@@ -15,6 +15,8 @@ import msgpack
 from shared.errors import CodecError
 
 VERSION = 1
+# The import path RQ records for search jobs; workers run it on their lean path (workers.worker).
+SEARCH_FUNCTION = "workers.jobs.search"
 
 
 class MsgpackSerializer:

@@ -61,6 +61,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("RECOG_DEADLINE_MS", "5000", "How long a search may wait for a worker before it answers 504 TIMEOUT."),
     Variable(
+        "RECOG_QUEUE_TARGET_MS",
+        "0",
+        "Longest a search should wait in a queue for a worker; searches beyond what the workers can start within it "
+        "are refused at once with 503 SERVER_BUSY (0: a quarter of RECOG_DEADLINE_MS).",
+    ),
+    Variable(
         "RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."
     ),
     Variable(
@@ -142,6 +148,7 @@ class Settings:
     max_pixels: int
     min_side: int
     deadline_ms: int
+    queue_target_ms: int
     max_in_flight: int
     token_cache_seconds: float
     reply_ttl_seconds: int
@@ -156,6 +163,7 @@ class Settings:
         level = env.get("RECOG_LOG_LEVEL", _DEFAULTS["RECOG_LOG_LEVEL"]).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"RECOG_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
+        deadline_ms = _int(env, "RECOG_DEADLINE_MS", low=50)
         return cls(
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             data_dir=Path(env.get("RECOG_DATA_DIR") or _DEFAULTS["RECOG_DATA_DIR"]).resolve(),
@@ -167,7 +175,8 @@ class Settings:
             max_upload_bytes=_int(env, "RECOG_MAX_UPLOAD_BYTES", low=1024),
             max_pixels=_int(env, "RECOG_MAX_PIXELS", low=10_000),
             min_side=_int(env, "RECOG_MIN_SIDE", low=1),
-            deadline_ms=_int(env, "RECOG_DEADLINE_MS", low=50),
+            deadline_ms=deadline_ms,
+            queue_target_ms=_int(env, "RECOG_QUEUE_TARGET_MS") or deadline_ms // 4,
             max_in_flight=_int(env, "RECOG_MAX_IN_FLIGHT", low=1),
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),

@@ -19,6 +19,8 @@ Layout (all under the `recog:` prefix):
 | `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
 | `rate:{token}:{second}` | string | searches a rate-limited token made in that second; expires |
 | `reply:{job_id}` | list | a search's msgpack reply, pushed once by a worker; expires |
+| `in-flight` | zset | admitted searches not yet answered, scored by their deadline (admission) |
+| `shard:{n}:in-flight` | zset | the same, of shard n's collections |
 | `worker:{name}` | hash | a worker's heartbeat: shards served, indexed images, jobs done |
 | `workers` | zset | worker names scored by last heartbeat time |
 """
@@ -34,6 +36,7 @@ IMAGES = PREFIX + "images"
 TOKENS = PREFIX + "tokens"
 APIKEYS = PREFIX + "apikeys"
 WORKERS = PREFIX + "workers"
+IN_FLIGHT = PREFIX + "in-flight"
 
 
 def collection(collection_id: str) -> str:
@@ -70,6 +73,10 @@ def token(token: str) -> str:
 
 def shard_collections(shard: int) -> str:
     return f"{PREFIX}shard:{shard}:collections"
+
+
+def shard_in_flight(shard: int) -> str:
+    return f"{PREFIX}shard:{shard}:in-flight"
 
 
 def shard_events(shard: int) -> str:

@@ -1,5 +1,5 @@
 """SERVER_BUSY and TIMEOUT, produced by an API process whose shards have no worker, a hung
-worker (a heartbeat that never takes jobs), or a queue too deep to drain before the deadline."""
+worker (a heartbeat that never takes jobs), or more searches in flight than can be answered in time."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import redis
-from rq import Queue
-
 from shared import keys
-from shared.codec import MsgpackSerializer
-from shared.shards import queue_name, shard_of
+from shared.queues import queue_key
+from shared.shards import shard_of
 from tests import imagegen
 from tests.conftest import Stack, db_url, private_db, stack_env, start_api
 from tests.stackclient import error_code, make_collection, search
@@ -105,17 +103,22 @@ def test_hung_worker_is_504_by_the_deadline_and_503_when_in_flight_is_full(stall
     assert elapsed < DEADLINE_MS / 1000 + 2
 
 
-def test_queue_deeper_than_the_deadline_is_503(stalled: Stack, db: redis.Redis) -> None:
+def test_searches_in_flight_from_other_processes_count_against_the_limit(stalled: Stack, db: redis.Redis) -> None:
+    """200 searches admitted by other API processes and still unanswered: one worker cannot
+    answer another before the deadline, so this one is refused at once, and nothing is queued."""
     with stalled.admin() as admin:
         collection, token = make_collection(admin)
-    backlog = Queue(queue_name(shard_of(collection, SHARDS)), connection=db, serializer=MsgpackSerializer)
-    db.rpush(backlog.key, *[f"queued-{n}" for n in range(200)])
+    shard = shard_of(collection, SHARDS)
+    leases = {f"elsewhere-{n}": time.time() + 60 for n in range(200)}
+    db.zadd(keys.shard_in_flight(shard), leases)
+    db.zadd(keys.IN_FLIGHT, leases)
     try:
         with hung_worker(db), stalled.client() as client:
             started = time.monotonic()
             response = search(client, token, query())
+            assert db.llen(queue_key(shard)) == 0
     finally:
-        db.delete(backlog.key)
+        db.delete(keys.shard_in_flight(shard), keys.IN_FLIGHT)
     assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY")
     assert time.monotonic() - started < 0.5
     assert int(response.headers["Retry-After"]) >= 1

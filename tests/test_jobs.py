@@ -8,8 +8,11 @@ from collections.abc import Iterator
 import fakeredis
 import numpy as np
 import pytest
+from rq.job import Job
 
+from shared import keys
 from shared.codec import SearchJob, decode_reply, encode_job
+from shared.shards import shard_of
 from workers import jobs
 from workers.index import Match
 from workers.shard_state import Collection
@@ -45,6 +48,7 @@ def run(connection: fakeredis.FakeRedis, collection: Collection | None, deadline
         manager=None,
         connection=connection,
         reply_ttl_seconds=30,  # type: ignore[arg-type]
+        shards=4,
     )
     job = SearchJob(job_id="j", collection="c", image=b"not an image", deadline=deadline, reply_key="reply:j")
     jobs.search(encode_job(job))
@@ -74,6 +78,22 @@ def test_a_bug_answers_server_error_at_once(connection: fakeredis.FakeRedis, mon
 
 def test_a_job_past_its_deadline_is_dropped_unanswered(connection: fakeredis.FakeRedis) -> None:
     assert run(connection, None, time.time() - 1) == []
+
+
+def test_a_job_that_cannot_finish_in_time_is_answered_busy_at_once(connection: fakeredis.FakeRedis) -> None:
+    [reply] = run(connection, None, time.time() + 0.001)  # less than the worker's usual search time
+    assert decode_reply(reply).error == "SERVER_BUSY"
+
+
+def test_answering_frees_the_admission_leases_and_the_job_hash(connection: fakeredis.FakeRedis) -> None:
+    shard = shard_of("c", 4)
+    connection.zadd(keys.shard_in_flight(shard), {"j": time.time() + 5})
+    connection.zadd(keys.IN_FLIGHT, {"j": time.time() + 5, "other": time.time() + 5})
+    connection.hset(Job.key_for("j"), "status", "queued")
+    run(connection, None, time.time() + 5)
+    assert connection.zcard(keys.shard_in_flight(shard)) == 0
+    assert connection.zrange(keys.IN_FLIGHT, 0, -1) == [b"other"]
+    assert not connection.exists(Job.key_for("j"))
 
 
 def test_best_image_per_item_sorted_and_capped() -> None:

@@ -19,9 +19,9 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcformat
 
-from api.dispatch import JOB_FUNCTION
 from shared import keys, status
 from shared.cli import build_parser
+from shared.codec import SEARCH_FUNCTION as JOB_FUNCTION
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
 from tests.conftest import db_url, private_db, recog_command
@@ -62,6 +62,7 @@ def beat(db: redis.Redis, name: str, images: dict[int, int], done: int = 0, age:
         manager=cast(ShardManager, FakeManager(frozenset(images), {shard: 0.25 for shard in images})),
         connection=db,
         reply_ttl_seconds=30,
+        shards=SHARDS,
         done=done,
     )
     heartbeat.beat(context)

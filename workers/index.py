@@ -46,10 +46,6 @@ _POSTINGS, _REFERENCES, _KEYPOINTS = "postings.faissb", "references.npz", "keypo
 FORMAT = f"{vocabulary.VOCABULARY_PATH.name}/{CODE_BITS}"
 FIXED = 65535.0  # reference keypoints are kept as uint16 fractions of the size: 4 bytes, not 8
 
-# A worker runs one search at a time per core; faiss's OpenMP threads on a 1000-query batch only
-# add spin-waiting (3x slower p50 measured on a busy 2-core host), so faiss stays single-threaded.
-faiss.omp_set_num_threads(1)
-
 
 @dataclass(frozen=True)
 class Match:

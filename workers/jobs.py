@@ -2,6 +2,12 @@
 
 RQ calls jobs by import path with only their arguments, so the preloaded indexes are reached
 through `CONTEXT`, which `workers.worker` sets before the worker takes its first job.
+
+The reply, the end of the job's admission leases (`api.enqueue`) and the deletion of its RQ hash
+are one transaction: a search is answered and its place freed for the next one at the same time.
+A job that can no longer be answered before its deadline is not searched: one whose deadline has
+passed is dropped (its client has had its 504), one that would finish too late is answered
+SERVER_BUSY at once, so its client gets a 503 it can retry instead of a 504 at the deadline.
 """
 
 from __future__ import annotations
@@ -11,9 +17,12 @@ import time
 from dataclasses import dataclass
 
 import redis
+from rq.job import Job
 
+from shared import keys
 from shared.codec import Hit, SearchJob, SearchReply, decode_job, encode_reply
-from shared.errors import RecogError, ServerError
+from shared.errors import RecogError, ServerBusy, ServerError
+from shared.shards import shard_of
 from workers import metrics
 from workers.index import Match
 from workers.ownership import ShardManager
@@ -30,8 +39,15 @@ class WorkerContext:
     manager: ShardManager
     connection: redis.Redis
     reply_ttl_seconds: int
+    shards: int
     done: int = 0
     dropped: int = 0
+    # Moving average of this worker's search time, seconds: whether a job can still finish in time.
+    job_seconds: float = 0.05
+
+
+# Weight of each new search in `job_seconds`.
+_SMOOTHING = 0.05
 
 
 CONTEXT: WorkerContext | None = None
@@ -72,17 +88,36 @@ def search(payload: bytes) -> None:
         raise RuntimeError("workers.jobs.CONTEXT is not set: run jobs through `recog worker`")
     started = time.perf_counter()
     job = decode_job(payload)
-    if time.time() > job.deadline:
+    late = time.time() - job.deadline
+    if late > 0:
         # The front end has already answered 504; working on it would only delay the next job.
         CONTEXT.dropped += 1
         metrics.observe("dropped", {})
-        log.info("dropped search %s: its deadline passed %.0f ms ago", job.job_id, (time.time() - job.deadline) * 1000)
+        log.info("dropped search %s: its deadline passed %.0f ms ago", job.job_id, late * 1000)
+        _finish(CONTEXT, job, None)
+        return
+    if late + CONTEXT.job_seconds > 0:
+        CONTEXT.dropped += 1
+        metrics.observe("refused", {})
+        _finish(CONTEXT, job, SearchReply(job_id=job.job_id, error=ServerBusy.code, worker=CONTEXT.name))
         return
     reply = _answer(job, CONTEXT.state.get(job.collection), CONTEXT.name)
-    reply.timings["total"] = (time.perf_counter() - started) * 1000
+    seconds = time.perf_counter() - started
+    reply.timings["total"] = seconds * 1000
+    CONTEXT.job_seconds += _SMOOTHING * (seconds - CONTEXT.job_seconds)
     metrics.observe("error" if reply.error else "answered", reply.timings)
-    with CONTEXT.connection.pipeline(transaction=True) as pipe:
-        pipe.rpush(job.reply_key, encode_reply(reply))
-        pipe.expire(job.reply_key, CONTEXT.reply_ttl_seconds)
-        pipe.execute()
+    _finish(CONTEXT, job, reply)
     CONTEXT.done += 1
+
+
+def _finish(context: WorkerContext, job: SearchJob, reply: SearchReply | None) -> None:
+    """Pushes the reply (if any), frees the job's admission leases and deletes its RQ hash, at once."""
+    shard = shard_of(job.collection, context.shards)
+    with context.connection.pipeline(transaction=True) as pipe:
+        if reply is not None:
+            pipe.rpush(job.reply_key, encode_reply(reply))
+            pipe.expire(job.reply_key, context.reply_ttl_seconds)
+        pipe.zrem(keys.shard_in_flight(shard), job.job_id)
+        pipe.zrem(keys.IN_FLIGHT, job.job_id)
+        pipe.delete(Job.key_for(job.job_id))
+        pipe.execute()

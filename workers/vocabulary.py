@@ -25,10 +25,6 @@ VOCABULARY_PATH = Path(__file__).with_name("data") / "vocab-orb-v2.npz"
 BITS = 256  # ORB descriptor length
 COARSE_PROBES = 4  # groups whose words are compared with a descriptor
 
-# A worker runs one search at a time per core; faiss's OpenMP threads on a 1000-descriptor batch
-# only add spin-waiting (3x slower p50 measured on a busy 2-core host), so faiss stays single-threaded.
-faiss.omp_set_num_threads(1)
-
 
 @dataclass(frozen=True)
 class Tree:

@@ -4,6 +4,15 @@ RQ's default worker forks per job; with an index of gigabytes that costs 25-115 
 `SimpleWorker` runs the job in this process against the index already in memory (~2 ms). Three
 threads run beside it: one applies index changes from the shards' event streams, one keeps the set
 of owned shards in line with the live workers (`workers.ownership`), one heartbeats.
+
+Searches take RQ's loop without RQ's per-job bookkeeping. RQ wraps every job in ~70 Redis commands
+(job status and times, the started and finished registries, an execution record, the worker's
+state, current job and heartbeat rewritten several times) for jobs whose result is never kept
+(`result_ttl=0`) and whose client learns the outcome from its reply key: that capped a Redis core
+near 2,000 searches/s. So a search is popped (BLPOP, HGETALL of its hash, as RQ does), run, and
+answered in one transaction that also deletes its hash (`workers.jobs`); RQ's worker hash is
+refreshed once per `_RQ_BEAT_SECONDS`, the suspension flag read once a second. Any other job goes
+through RQ's full path.
 """
 
 from __future__ import annotations
@@ -17,10 +26,13 @@ import uuid
 
 import cv2
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 
-from shared.codec import MsgpackSerializer
+from shared import replies
+from shared.codec import SEARCH_FUNCTION, MsgpackSerializer
 from shared.config import Settings
 from shared.shards import queue_name
 from workers import heartbeat, jobs, metrics, vocabulary
@@ -32,6 +44,10 @@ log = logging.getLogger("recog.worker")
 
 # How long one blocking pop waits before the worker looks again at which queues it should serve.
 _LISTEN_SECONDS = 1
+# RQ's own worker hash (what `rq info` shows) is refreshed this often, not per job; it expires
+# after RQ's worker TTL (420 s), so a live worker never drops out of `rq info`.
+_RQ_BEAT_SECONDS = 10.0
+_SUSPENSION_CHECK_SECONDS = 1.0
 
 
 class ShardWorker(SimpleWorker):
@@ -40,6 +56,8 @@ class ShardWorker(SimpleWorker):
     def __init__(self, manager: ShardManager, connection: redis.Redis, name: str) -> None:
         self._manager = manager
         self._served: frozenset[int] = frozenset()
+        self._next_rq_beat = 0.0
+        self._next_suspension_check = 0.0
         super().__init__([], connection=connection, serializer=MsgpackSerializer, name=name)
 
     def _follow_ownership(self) -> None:
@@ -62,10 +80,46 @@ class ShardWorker(SimpleWorker):
             if not self.queues:
                 time.sleep(_LISTEN_SECONDS)
                 continue
-            result = super().dequeue_job_and_maintain_ttl(_LISTEN_SECONDS, max_idle_time=_LISTEN_SECONDS)
-            if result is not None:
-                return result
+            self.heartbeat()
+            try:
+                popped = Queue.lpop([q.key for q in self._ordered_queues], _LISTEN_SECONDS, connection=self.connection)
+            except DequeueTimeout:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("Redis unavailable while waiting for jobs (%s); retrying in 1 s", exc)
+                time.sleep(1)
+                continue
+            queue_key, job_id = (replies.text(part) for part in popped)
+            try:
+                job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            except NoSuchJobError:
+                continue  # expired in the queue (its TTL is the search deadline)
+            return job, next(q for q in self._ordered_queues if q.key == queue_key)
         return None
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if job.func_name != SEARCH_FUNCTION:
+            super().execute_job(job, queue)
+            return
+        try:
+            jobs.search(*job.args)
+        except Exception:
+            # A job that cannot even be read: nothing to answer, the client will get its 504.
+            log.exception("search job %s failed", job.id)
+            self.connection.delete(job.key)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's worker-hash heartbeat, at most every `_RQ_BEAT_SECONDS` (RQ calls it around every job)."""
+        if pipeline is None and time.monotonic() < self._next_rq_beat:
+            return
+        self._next_rq_beat = time.monotonic() + _RQ_BEAT_SECONDS
+        super().heartbeat(timeout, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's `rq suspend` flag, read at most once a second (RQ reads it before every job)."""
+        if time.monotonic() >= self._next_suspension_check:
+            self._next_suspension_check = time.monotonic() + _SUSPENSION_CHECK_SECONDS
+            super().check_for_suspension(burst)
 
 
 def worker_name(host: str) -> str:
@@ -82,7 +136,12 @@ def main(settings: Settings | None = None) -> int:
     )
     manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
     context = jobs.WorkerContext(
-        name=name, state=state, manager=manager, connection=connection, reply_ttl_seconds=settings.reply_ttl_seconds
+        name=name,
+        state=state,
+        manager=manager,
+        connection=connection,
+        reply_ttl_seconds=settings.reply_ttl_seconds,
+        shards=settings.shards,
     )
     jobs.CONTEXT = context
 
