@@ -57,12 +57,17 @@ class Admission:
         self._reading = asyncio.Lock()
         self._recent: collections.deque[float] = collections.deque(maxlen=_RECENT)
         self.job_seconds = _INITIAL_JOB_SECONDS
+        self._replies = 0
 
     def observe(self, worker_ms: float) -> None:
         """Feeds one reply's worker time into the service-time estimates."""
         seconds = worker_ms / 1000
-        self.job_seconds += _SMOOTHING * (seconds - self.job_seconds)
         self._recent.append(seconds)
+        # The plain mean of the first replies, then a moving average: the initial guess is gone
+        # after one reply instead of after dozens.
+        self._replies += 1
+        weight = max(_SMOOTHING, 1 / self._replies)
+        self.job_seconds += weight * (seconds - self.job_seconds)
 
     def p95_seconds(self) -> float:
         """The 95th percentile of recent worker times (the initial guess before any reply)."""

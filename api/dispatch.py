@@ -64,12 +64,15 @@ class Dispatcher:
         """Lists the shards' queues where RQ keeps its queue names, so `rq info` shows them."""
         await self._redis.sadd(Queue.redis_queues_keys, *(queues.queue_key(s) for s in range(self._settings.shards)))
 
-    async def search(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
+    async def search(
+        self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
+    ) -> Outcome:
         """Queues one search and returns the worker's reply; raises the contract's errors.
 
         ServerBusy when this process already has `max_in_flight` searches waiting or admission
         refuses (the workers cannot answer it in time); Timeout when no reply arrives by the
-        deadline; a worker-side error code (IMAGE_NO_DETAILS, ...) as its error class.
+        deadline; a worker-side error code (IMAGE_NO_DETAILS, ...) as its error class. The
+        deadline runs from `arrived` (Unix seconds), when the request reached this process.
         """
         if self.in_flight >= self._settings.max_in_flight:
             metrics.observe_refusal("process")
@@ -77,19 +80,21 @@ class Dispatcher:
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._round_trip(collection, image, max_results, min_score)
+            return await self._round_trip(collection, image, max_results, min_score, arrived)
         finally:
             self.in_flight -= 1
             metrics.IN_FLIGHT.dec()
 
-    async def _round_trip(self, collection: str, image: bytes, max_results: int, min_score: float) -> Outcome:
+    async def _round_trip(
+        self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
+    ) -> Outcome:
         started = time.time()
         job_id = uuid.uuid4().hex
         job = SearchJob(
             job_id=job_id,
             collection=collection,
             image=image,
-            deadline=started + self._settings.deadline_ms / 1000,
+            deadline=arrived + self._settings.deadline_ms / 1000,
             reply_key=keys.reply(job_id),
             max_results=max_results,
             min_score=min_score,
@@ -110,7 +115,7 @@ class Dispatcher:
         if reply.error:
             error = by_code(reply.error)
             if error is ServerBusy:
-                raise ServerBusy(retry_after=1)
+                raise ServerBusy("The workers could not start this search in time; retry shortly.", retry_after=1)
             raise error() if error.status < 500 else ServerError()
         return Outcome(reply=reply, shard=shard, round_trip_ms=(time.time() - started) * 1000)
 

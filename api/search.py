@@ -25,6 +25,7 @@ from shared.imagecheck import inspect
 
 async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     started = time.perf_counter()
+    arrived = time.time()  # the deadline runs from here: reading the upload is part of the client's wait
     state = services(request)
     raw = await read_form(request, state.settings)
     try:
@@ -34,7 +35,7 @@ async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     collection = await state.tokens.admit(form.token)
     # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
     await anyio.to_thread.run_sync(inspect, form.image, state.settings)
-    outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score)
+    outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score, arrived)
     metrics.observe_search(outcome.reply.timings.get("total", 0.0), outcome.round_trip_ms)
     return form, collection, outcome.reply.hits, started
 

@@ -99,6 +99,12 @@ def search(payload: bytes) -> None:
     if late + CONTEXT.job_seconds > 0:
         CONTEXT.dropped += 1
         metrics.observe("refused", {})
+        log.info(
+            "refused search %s: %.0f ms left, searches take %.0f ms",
+            job.job_id,
+            -late * 1000,
+            CONTEXT.job_seconds * 1000,
+        )
         _finish(CONTEXT, job, SearchReply(job_id=job.job_id, error=ServerBusy.code, worker=CONTEXT.name))
         return
     reply = _answer(job, CONTEXT.state.get(job.collection), CONTEXT.name)
