@@ -13,9 +13,12 @@ from shared.codec import SearchJob, decode_reply, encode_job
 from workers import jobs
 from workers.index import Match
 from workers.shard_state import Collection
+from workers.tuning import DEFAULT
 
 
 class BrokenIndex:
+    settings = DEFAULT
+
     def __len__(self) -> int:
         return 1
 
