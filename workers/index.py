@@ -11,6 +11,8 @@ its own correspondences, so two posters in one photo are both found.
 lists, numpy memmap keypoints) in milliseconds at any size; references added after opening go to
 a small in-memory inverted file searched alongside, with the same word assignment. Postings of
 mapped references removed after opening stay in the file (tombstoned) until the next `save`.
+A saved index records the vocabulary, the code size and the digests of the settings it was built
+under (`workers.tuning.extraction_id`, `index_id`); `open` refuses one saved under others.
 
 Posting ids pack (slot, keypoint): `slot << keypoint_bits | keypoint`. A slot is one added version
 of a reference; removing or replacing marks the slot dead (a tombstone, O(1)) and its postings are
@@ -44,9 +46,23 @@ FIXED = 65535.0  # reference keypoints are kept as uint16 fractions of the size:
 faiss.omp_set_num_threads(1)
 
 
-def saved_format(settings: RecognitionSettings) -> str:
-    """What a saved index's postings mean: word numbers of this vocabulary, codes of this many bits."""
-    return f"{vocabulary.VOCABULARY_PATH.name}/{settings.code_bits}"
+def saved_under(settings: RecognitionSettings) -> dict[str, str]:
+    """What a saved index records and `open` requires, by name: `format`, the meaning of its
+    postings (word numbers of this vocabulary, codes of this many bits); `extraction`, the
+    extraction settings its references' features were accepted under; `index_settings`, the
+    settings that shaped its postings (word assignment, id layout)."""
+    return {
+        "format": f"{vocabulary.VOCABULARY_PATH.name}/{settings.code_bits}",
+        "extraction": tuning.extraction_id(settings),
+        "index_settings": tuning.index_id(settings),
+    }
+
+
+_RECORDED = {"format": "index format", "extraction": "extraction settings", "index_settings": "index settings"}
+
+
+class IncompatibleIndex(ValueError):
+    """A saved index made with another vocabulary or other settings than the opener's."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +133,8 @@ class CollectionIndex:
 
     def save(self, directory: Path) -> None:
         """Writes the index to `directory` (created if needed): the inverted file (`postings.faissb`,
-        dead postings dropped), and the references (`references.npz`, `keypoints.npy`), so a worker
-        can `open` it instead of re-adding every reference.
+        dead postings dropped), and the references (`references.npz`, `keypoints.npy`, with what
+        `saved_under` records), so a worker can `open` it instead of re-adding every reference.
         Adds and searches wait while the inverted file is written (or, for an opened index, merged
         with its mapped base)."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -139,6 +155,7 @@ class CollectionIndex:
                 merged.remove_ids(faiss.IDSelectorBatch(np.concatenate(dead)))
             faiss.write_index_binary(merged, postings)
         live = [r for r in slots if r is not None]
+        recorded = saved_under(self.settings)
         with open(directory / f"{_KEYPOINTS}.tmp", "wb") as out:
             np.save(out, np.concatenate([r.keypoints for r in live] or [np.zeros((0, 2), np.uint16)]))
         with open(directory / f"{_REFERENCES}.tmp", "wb") as out:
@@ -147,7 +164,9 @@ class CollectionIndex:
                 image_ids=np.array([r.image_id if r else "" for r in slots], dtype=str),
                 sizes=np.array([r.size if r else (0, 0) for r in slots], np.int64).reshape(-1, 2),
                 counts=np.array([len(r.keypoints) if r else 0 for r in slots], np.int64),
-                format=np.array(saved_format(self.settings)),
+                format=np.array(recorded["format"]),
+                extraction=np.array(recorded["extraction"]),
+                index_settings=np.array(recorded["index_settings"]),
             )
         for name in (_POSTINGS, _KEYPOINTS, _REFERENCES):
             os.replace(directory / f"{name}.tmp", directory / name)
@@ -167,17 +186,21 @@ class CollectionIndex:
     def open(cls, directory: Path, settings: RecognitionSettings = tuning.DEFAULT) -> CollectionIndex:
         """The index `save`d to `directory`, its postings and keypoints memory-mapped (read-only
         pages shared by the page cache, loaded on first touch): ~constant time at any size. Later
-        adds go to a small in-memory inverted file searched alongside. Raises ValueError for an
-        index saved with another vocabulary or code size: its word numbers would mean other words."""
+        adds go to a small in-memory inverted file searched alongside. Raises IncompatibleIndex (a
+        ValueError) for an index saved with another vocabulary or code size (its word numbers would
+        mean other words), under other extraction or index settings than `settings`, or before
+        those were recorded; ValueError for an unreadable one."""
         index = cls(settings)
         base = _ivf(faiss.read_index_binary(str(directory / _POSTINGS), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
         base.nprobe = settings.nprobe
         index._base = base
         keypoints = np.load(directory / _KEYPOINTS, mmap_mode="r")
         with np.load(directory / _REFERENCES, allow_pickle=False) as data:
-            saved, expected = str(data["format"]) if "format" in data else "unversioned", saved_format(settings)
-            if saved != expected:
-                raise ValueError(f"{directory}: index format {saved!r}, this version reads {expected!r}")
+            for name, expected in saved_under(settings).items():
+                saved = str(data[name]) if name in data else "unrecorded"
+                if saved != expected:
+                    label = _RECORDED[name]
+                    raise IncompatibleIndex(f"{directory}: {label} {saved!r}, this worker uses {expected!r}")
             image_ids, sizes, counts = data["image_ids"].tolist(), data["sizes"].tolist(), data["counts"]
         starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
         for slot, (image_id, size) in enumerate(zip(image_ids, sizes, strict=True)):

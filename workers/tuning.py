@@ -4,53 +4,73 @@ The recognition modules read their values from a `RecognitionSettings` (the pure
 one as an argument, defaulting to `DEFAULT`; a `CollectionIndex` holds the one it was built with).
 Values that are formats rather than tuning (ORB's descriptor size, the stored coordinate scale,
 file names) stay in the modules that define those formats.
+
+Some fields change what is stored, so data made under other values must not be mixed in:
+
+- `extraction` fields change the features extracted for a reference; `extraction_id` is a short
+  digest of them.
+- `index` fields change what a saved index holds (word assignment, posting layout). A saved index
+  records their digest, `index_id`, and the extraction id, and is not opened under others
+  (`workers.index`).
+
+The other fields act at search time only: changing them needs no re-extraction or rebuild.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from functools import cache
+from types import MappingProxyType
+from typing import Any
+
+# Field metadata: which digest a field is part of (see module doc).
+_EXTRACTION = MappingProxyType({"affects": "extraction"})
+_INDEX = MappingProxyType({"affects": "index"})
+_DIGEST_HEX = 12  # hex digits of a settings digest: 48 bits, plenty to tell a handful of versions apart
 
 
 @dataclass(frozen=True)
 class RecognitionSettings:
     """Recognition tuning values; `DEFAULT` is what the service runs with."""
 
-    # --- Feature extraction (`workers.features`, `workers.decode`) ---
+    # --- Feature extraction (`workers.features`, `workers.decode`): part of `extraction_id` ---
     # px; every image is analysed at this long side. Queries from phone SDKs are 640x480, so most
     # need no resize at all.
-    analysis_long_side: int = 640
+    analysis_long_side: int = field(default=640, metadata=_EXTRACTION)
     # px; larger queries keep this much detail, for objects small in the frame. Also the size
     # decoding keeps at least (reduced JPEG reads), so it changes references' pixels too.
-    query_long_side: int = 960
+    query_long_side: int = field(default=960, metadata=_EXTRACTION)
     # ORB features at the analysis size; a query analysed larger gets proportionally more.
-    max_features: int = 1000
+    max_features: int = field(default=1000, metadata=_EXTRACTION)
     # ORB pyramid: scale step and levels, and FAST's (absolute) corner threshold.
-    orb_scale_factor: float = 1.2
-    orb_levels: int = 8
-    fast_threshold: int = 20
+    orb_scale_factor: float = field(default=1.2, metadata=_EXTRACTION)
+    orb_levels: int = field(default=8, metadata=_EXTRACTION)
+    fast_threshold: int = field(default=20, metadata=_EXTRACTION)
     # CLAHE before detection: FAST's threshold is absolute, so a dim or washed-out photo would
     # otherwise lose most of its corners. Clip limit and tile grid (columns, rows).
-    clahe_clip: float = 2.0
-    clahe_tiles: tuple[int, int] = (8, 8)
+    clahe_clip: float = field(default=2.0, metadata=_EXTRACTION)
+    clahe_tiles: tuple[int, int] = field(default=(8, 8), metadata=_EXTRACTION)
     # degrees; synthetic reference views: a 2x squeeze, the middle of the hard 50-65 degree range.
-    tilt_degrees: float = 60.0
+    tilt_degrees: float = field(default=60.0, metadata=_EXTRACTION)
     # degrees of the tilt axis of each tilted view; ORB handles the in-plane roll.
-    tilt_directions: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0)
+    tilt_directions: tuple[float, ...] = field(default=(0.0, 45.0, 90.0, 135.0), metadata=_EXTRACTION)
     # ORB features per tilted view: they overlap the upright view's features in part.
-    view_features: int = 400
+    view_features: int = field(default=400, metadata=_EXTRACTION)
     # Views from this many times farther: a small object in the photo matches them, not the upright view.
-    far_factors: tuple[float, ...] = (2.5,)
+    far_factors: tuple[float, ...] = field(default=(2.5,), metadata=_EXTRACTION)
     # ORB features per far view.
-    far_features: int = 300
+    far_features: int = field(default=300, metadata=_EXTRACTION)
 
-    # --- Index layout (`workers.index`, `workers.vocabulary`) ---
+    # --- Index layout (`workers.index`, `workers.vocabulary`): part of `index_id` ---
     # Bits of each descriptor kept in the inverted file. 128 saves 16 of 44 bytes a posting and half the
     # scan time (faiss on 10 M random postings: 5.8 vs 11.5 ms), for 1.4 points of dev hold-out recall.
-    code_bits: int = 256
+    code_bits: int = field(default=256, metadata=_INDEX)
     # Posting ids pack (slot, keypoint) with this many keypoint bits: at most 4096 keypoints per reference.
-    keypoint_bits: int = 12
+    keypoint_bits: int = field(default=12, metadata=_INDEX)
     # Vocabulary groups whose words are compared with a descriptor (word assignment is approximate).
-    coarse_probes: int = 4
+    coarse_probes: int = field(default=4, metadata=_INDEX)
 
     # --- Search (`workers.index`) ---
     # Hamming distance per 256 code bits above which ORB descriptor pairs are mostly unrelated
@@ -108,3 +128,36 @@ class RecognitionSettings:
 
 
 DEFAULT = RecognitionSettings()
+
+
+def _plain(value: Any) -> Any:
+    """A field's value for the canonical encoding: tuples as lists, every number as a float (so 60
+    and 60.0, the same setting, encode alike)."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, int | float):
+        return float(value)
+    raise TypeError(f"no canonical encoding for a setting of type {type(value).__name__}")
+
+
+def _digest(settings: RecognitionSettings, affects: str) -> str:
+    """Short hex SHA-256 of the canonical JSON of the fields tagged `affects`: sorted names, numbers
+    as floats in Python's shortest round-trip form. Field order does not matter; a renamed field or
+    a changed value gives another digest."""
+    values = {
+        f.name: _plain(getattr(settings, f.name)) for f in fields(settings) if f.metadata.get("affects") == affects
+    }
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(f"{affects}:{canonical}".encode()).hexdigest()[:_DIGEST_HEX]
+
+
+@cache
+def extraction_id(settings: RecognitionSettings = DEFAULT) -> str:
+    """Digest of the settings a reference's extracted features depend on (stored with them)."""
+    return _digest(settings, "extraction")
+
+
+@cache
+def index_id(settings: RecognitionSettings = DEFAULT) -> str:
+    """Digest of the settings that shape a saved index beyond its features (recorded in it)."""
+    return _digest(settings, "index")
