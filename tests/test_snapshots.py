@@ -22,7 +22,7 @@ from workers.features import extract
 from workers.index import CollectionIndex
 from workers.shard_state import ShardState
 from workers.snapshots import Snapshots
-from workers.tuning import DEFAULT, RecognitionSettings
+from workers.tuning import DEFAULT, RecognitionSettings, extraction_id
 
 COLLECTION = "c0ffee"
 
@@ -33,12 +33,13 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
         yield connection
 
 
-def upload(db: redis.Redis, seed: int) -> None:
-    """What the management API writes for a new image: its features, then an `add` event."""
+def upload(db: redis.Redis, seed: int, extraction: str | None = None) -> None:
+    """What the management API writes for a new image: its features (extracted under the settings of
+    `extraction`, default this worker's), then an `add` event."""
     db.hset(
         keys.collection_features(COLLECTION),
         f"img-{seed}",
-        encode_feature_record(f"item-{seed}", features_of(seed).to_bytes()),
+        encode_feature_record(f"item-{seed}", features_of(seed).to_bytes(), extraction or extraction_id()),
     )
     db.xadd(keys.shard_events(0), encode_event(IndexEvent(op="add", collection=COLLECTION, image=f"img-{seed}")))  # type: ignore[arg-type]
 

@@ -7,8 +7,9 @@ file names) stay in the modules that define those formats.
 
 Some fields change what is stored, so data made under other values must not be mixed in:
 
-- `extraction` fields change the features extracted for a reference; `extraction_id` is a short
-  digest of them.
+- `extraction` fields change the features extracted for a reference. `extraction_id` is a short
+  digest of them, recorded with each image's stored features (`shared.codec`): a worker does not
+  index features recorded under another digest (`workers.shard_state`).
 - `index` fields change what a saved index holds (word assignment, posting layout). A saved index
   records their digest, `index_id`, and the extraction id, and is not opened under others
   (`workers.index`).
