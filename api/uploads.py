@@ -25,6 +25,7 @@ from shared.config import Settings
 from shared.errors import ImageNoDetails, ValidationError, WrongContentType
 from shared.ids import new_id
 from shared.imagecheck import inspect
+from workers import tuning
 from workers.decode import decode_gray
 from workers.features import extract, extract_reference, recognisability
 
@@ -37,9 +38,11 @@ ITEM_REFERENCE = reference("item")
 
 @dataclass(frozen=True)
 class Prepared:
-    """An upload after the CPU work: serialised features, their 0..5 rating, thumbnail JPEGs by name."""
+    """An upload after the CPU work: serialised features, the digest of the settings they were
+    extracted with, their 0..5 rating, thumbnail JPEGs by name."""
 
     features: bytes
+    extraction: str
     recognisability: int
     thumbnails: dict[str, bytes]
 
@@ -66,13 +69,15 @@ def thumbnails(data: bytes) -> dict[str, bytes]:
 def prepare(data: bytes, settings: Settings) -> Prepared:
     """All of an upload's CPU work; raises the contract's IMAGE_* errors."""
     inspect(data, settings)
-    gray = decode_gray(data)
+    recognition = tuning.DEFAULT  # what the workers index and search with
+    gray = decode_gray(data, settings=recognition)
     # Stars rate the picture as a camera sees it face-on; what is indexed adds tilted views
     # (whose features would inflate the rating), so the upright pass runs twice: ~6 ms an upload.
-    rating = recognisability(extract(gray))
+    rating = recognisability(extract(gray, settings=recognition), settings=recognition)
     if rating == 0:
         raise ImageNoDetails("The image has too few details to be recognised; upload a sharper or more textured image.")
-    return Prepared(extract_reference(gray).to_bytes(), rating, thumbnails(data))
+    features = extract_reference(gray, settings=recognition).to_bytes()
+    return Prepared(features, tuning.extraction_id(recognition), rating, thumbnails(data))
 
 
 def _upload_fields(form: FormData) -> tuple[str, UploadFile]:
@@ -131,6 +136,7 @@ async def create_image(request: Request) -> catalog.Record:
             item_id=item_id,
             recognisability=prepared.recognisability,
             features=prepared.features,
+            extraction=prepared.extraction,
             shards=settings.shards,
         )
     except BaseException:

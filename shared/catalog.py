@@ -266,10 +266,18 @@ async def update(redis: aioredis.Redis, kind: Kind, object_id: str, fields: Reco
 
 
 async def create_image(
-    redis: aioredis.Redis, *, image_id: str, item_id: str, recognisability: int, features: bytes, shards: int
+    redis: aioredis.Redis,
+    *,
+    image_id: str,
+    item_id: str,
+    recognisability: int,
+    features: bytes,
+    extraction: str,
+    shards: int,
 ) -> Record:
-    """Records an image and makes it searchable: its features go into the collection's features hash
-    and an `add` event onto the shard's stream, atomically with the image itself."""
+    """Records an image and makes it searchable: its features (extracted under the settings whose
+    digest is `extraction`) go into the collection's features hash and an `add` event onto the
+    shard's stream, atomically with the image itself."""
     score, created = _now()
 
     async def create(pipe: Pipeline) -> Record:
@@ -284,7 +292,8 @@ async def create_image(
         }
         _multi(pipe)
         _link(pipe, IMAGE, record, score)
-        pipe.hset(keys.collection_features(item["collection"]), image_id, encode_feature_record(item_id, features))
+        stored = encode_feature_record(item_id, features, extraction)
+        pipe.hset(keys.collection_features(item["collection"]), image_id, stored)
         _publish(pipe, IndexEvent(op="add", collection=item["collection"], image=image_id), shards)
         return record
 

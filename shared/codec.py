@@ -147,15 +147,30 @@ def decode_event(fields: dict[bytes, bytes]) -> IndexEvent:
         raise CodecError(f"index event: {exc}") from exc
 
 
-def encode_feature_record(item: str, features: bytes) -> bytes:
-    """What the features hash stores per image: its item and its serialised features."""
-    packed: bytes = msgpack.packb({"version": VERSION, "item": item, "features": features}, use_bin_type=True)
+@dataclass(frozen=True)
+class FeatureRecord:
+    """What the features hash stores per image: its item, its serialised features, and the digest
+    of the settings they were extracted with (`workers.tuning.extraction_id`); `extraction` is None
+    in records written before the digest was recorded (settings unknown)."""
+
+    item: str
+    features: bytes
+    extraction: str | None
+
+
+def encode_feature_record(item: str, features: bytes, extraction: str) -> bytes:
+    """A `FeatureRecord`'s msgpack map (the digest is an added key: readers that predate it ignore it)."""
+    record = {"version": VERSION, "item": item, "features": features, "extraction": extraction}
+    packed: bytes = msgpack.packb(record, use_bin_type=True)
     return packed
 
 
-def decode_feature_record(data: bytes) -> tuple[str, bytes]:
+def decode_feature_record(data: bytes) -> FeatureRecord:
     obj = _unpack(data, "feature record")
     try:
-        return str(obj["item"]), bytes(obj["features"])
+        extraction = obj.get("extraction")
+        if extraction is not None and not isinstance(extraction, str):
+            raise CodecError(f"feature record: extraction digest of type {type(extraction).__name__}")
+        return FeatureRecord(str(obj["item"]), bytes(obj["features"]), extraction)
     except KeyError as exc:
         raise CodecError(f"feature record: missing {exc}") from exc

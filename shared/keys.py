@@ -9,7 +9,7 @@ Layout (all under the `recog:` prefix):
 | `collection-names` | hash | name -> collection id (names are unique) |
 | `collection:{id}:items` | zset | the collection's item ids by creation time |
 | `collection:{id}:tokens` | zset | the collection's tokens by creation time |
-| `collection:{id}:features` | hash | image id -> msgpack {item, features}: what workers index |
+| `collection:{id}:features` | hash | image id -> msgpack {item, features, extraction}: what workers index |
 | `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
 | `item:{id}:images` | zset | the item's image ids by creation time |
 | `images` / `image:{id}` | zset / hash | all images by creation time / an image's fields |

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import redis
+
 from shared import keys
 from shared.queues import queue_key
 from shared.shards import shard_of

@@ -35,7 +35,13 @@ async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAs
     item = await item_in_new_collection(redis, name="poster", content={"k": [1, 2]}, trackable=True)
     images = [
         await catalog.create_image(
-            redis, image_id=new_id(), item_id=item["uuid"], recognisability=3, features=b"f", shards=SHARDS
+            redis,
+            image_id=new_id(),
+            item_id=item["uuid"],
+            recognisability=3,
+            features=b"f",
+            extraction="x",
+            shards=SHARDS,
         )
         for _ in range(2)
     ]
@@ -76,7 +82,13 @@ async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsy
     assert refused.value.details == {"collection": "no such collection"}
     with pytest.raises(ValidationError):
         await catalog.create_image(
-            redis, image_id=new_id(), item_id=item["uuid"], recognisability=1, features=b"f", shards=SHARDS
+            redis,
+            image_id=new_id(),
+            item_id=item["uuid"],
+            recognisability=1,
+            features=b"f",
+            extraction="x",
+            shards=SHARDS,
         )
     streams = {keys.shard_events(shard).encode() for shard in range(SHARDS)}
     assert set(await redis.keys("*")) <= streams  # nothing but the event streams is left

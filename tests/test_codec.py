@@ -2,6 +2,7 @@ import msgpack
 import pytest
 
 from shared.codec import (
+    FeatureRecord,
     Hit,
     IndexEvent,
     MsgpackSerializer,
@@ -44,7 +45,16 @@ def test_event_and_feature_record_round_trip() -> None:
     event = IndexEvent(op="add", collection="c", image="m")
     wire = {k.encode(): v for k, v in encode_event(event).items()}
     assert decode_event(wire) == event
-    assert decode_feature_record(encode_feature_record("item", b"\x00\x01")) == ("item", b"\x00\x01")
+    assert decode_feature_record(encode_feature_record("item", b"\x00\x01", "abc")) == FeatureRecord(
+        "item", b"\x00\x01", "abc"
+    )
+
+
+def test_feature_record_of_before_the_extraction_digest_reads_as_unknown() -> None:
+    legacy = msgpack.packb({"version": 1, "item": "item", "features": b"\x00"}, use_bin_type=True)
+    assert decode_feature_record(legacy) == FeatureRecord("item", b"\x00", None)
+    with pytest.raises(CodecError):
+        decode_feature_record(msgpack.packb({"version": 1, "item": "i", "features": b"", "extraction": 7}))
 
 
 @pytest.mark.parametrize(

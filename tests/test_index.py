@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from shared.errors import ImageNoDetails
 from tests import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract, extract_reference
-from workers.index import CollectionIndex, Match
+from workers.index import CollectionIndex, IncompatibleIndex, Match
 from workers.recognize import recognize
+from workers.tuning import DEFAULT, RecognitionSettings
 
 SEEDS = range(1, 31)
 QUERY = (640, 480)
@@ -243,3 +245,33 @@ def test_small_poster_in_a_phone_sized_photo_is_found_by_a_second_look(index: Co
     matches, _ = recognize(index, imagegen.encode_jpeg(scene, 85), 10)
     assert [m.image_id for m in matches[:1]] == ["img-12"]
     assert corner_error(matches[0], corners, QUERY) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("other", "refused"),
+    [
+        (replace(DEFAULT, far_features=301), "extraction settings"),
+        (replace(DEFAULT, coarse_probes=3), "index settings"),
+        (replace(DEFAULT, keypoint_bits=13), "index settings"),
+    ],
+)
+def test_an_index_saved_under_other_settings_is_refused(
+    tmp_path: Path, other: RecognitionSettings, refused: str
+) -> None:
+    index = CollectionIndex(other)
+    index.add("img-1", features_of(1))
+    index.save(tmp_path)
+    with pytest.raises(IncompatibleIndex, match=refused):
+        CollectionIndex.open(tmp_path)
+    assert len(CollectionIndex.open(tmp_path, other)) == 1  # opened under its own settings
+
+
+def test_an_index_saved_before_settings_were_recorded_is_refused(tmp_path: Path) -> None:
+    index = CollectionIndex()
+    index.add("img-1", features_of(1))
+    index.save(tmp_path)
+    with np.load(tmp_path / "references.npz") as data:
+        fields = {name: data[name] for name in data.files if name not in ("extraction", "index_settings")}
+    np.savez(tmp_path / "references.npz", **fields)
+    with pytest.raises(IncompatibleIndex, match="extraction settings 'unrecorded'"):
+        CollectionIndex.open(tmp_path)

@@ -16,9 +16,12 @@ from shared.shards import shard_of
 from workers import jobs
 from workers.index import Match
 from workers.shard_state import Collection
+from workers.tuning import DEFAULT
 
 
 class BrokenIndex:
+    settings = DEFAULT
+
     def __len__(self) -> int:
         return 1
 

@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.shards import shard_of
 from tests import imagegen
 from tests.conftest import db_url, private_db
+from workers.tuning import extraction_id
 
 KEY = "management-test-key"
 SHARDS = 4
@@ -356,8 +357,8 @@ def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.R
         thumb = Image.open(io.BytesIO(served.content))
         assert (thumb.format, thumb.size) == ("JPEG", (side, side))
 
-    item_of, _ = decode_feature_record(cast(bytes, db.hget(keys.collection_features(cid), mid)))
-    assert item_of == iid
+    stored = decode_feature_record(cast(bytes, db.hget(keys.collection_features(cid), mid)))
+    assert stored.item == iid and stored.extraction == extraction_id()
     assert events(db, cid) == [("add", mid)]
     listed = client.get("/api/v0/image/", params={"item__uuid": iid}).json()
     assert [o["uuid"] for o in listed["objects"]] == [mid]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -17,8 +19,10 @@ from tests.conftest import private_db
 from tests.test_index import features_of, photo
 from workers.decode import decode_gray
 from workers.features import extract
+from workers.index import CollectionIndex
 from workers.shard_state import ShardState
 from workers.snapshots import Snapshots
+from workers.tuning import DEFAULT, RecognitionSettings, extraction_id
 
 COLLECTION = "c0ffee"
 
@@ -29,12 +33,13 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
         yield connection
 
 
-def upload(db: redis.Redis, seed: int) -> None:
-    """What the management API writes for a new image: its features, then an `add` event."""
+def upload(db: redis.Redis, seed: int, extraction: str | None = None) -> None:
+    """What the management API writes for a new image: its features (extracted under the settings of
+    `extraction`, default this worker's), then an `add` event."""
     db.hset(
         keys.collection_features(COLLECTION),
         f"img-{seed}",
-        encode_feature_record(f"item-{seed}", features_of(seed).to_bytes()),
+        encode_feature_record(f"item-{seed}", features_of(seed).to_bytes(), extraction or extraction_id()),
     )
     db.xadd(keys.shard_events(0), encode_event(IndexEvent(op="add", collection=COLLECTION, image=f"img-{seed}")))  # type: ignore[arg-type]
 
@@ -108,3 +113,28 @@ def test_small_collections_are_not_saved(db: redis.Redis, tmp_path: Path) -> Non
     ShardState(db, 1, Snapshots(tmp_path, min_images=2)).load_shard(0)
     time.sleep(0.5)
     assert not (tmp_path / COLLECTION).exists()
+
+
+@pytest.mark.parametrize("other", [replace(DEFAULT, tilt_degrees=55.0), replace(DEFAULT, code_bits=128)])
+def test_snapshot_saved_under_other_settings_is_rebuilt_from_redis(
+    db: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture, other: RecognitionSettings
+) -> None:
+    db.sadd(keys.shard_collections(0), COLLECTION)
+    for seed in (1, 2):
+        upload(db, seed)
+    # A worker with other settings saved the collection, up to date with the stream.
+    stale = CollectionIndex(other)
+    stale.add("img-1", features_of(1))
+    [(last, _)] = cast(list[tuple[bytes, dict[bytes, bytes]]], db.xrevrange(keys.shard_events(0), count=1))
+    cursor = last.decode()
+    Snapshots(tmp_path, min_images=1).save(COLLECTION, stale, {"img-1": "item-1"}, cursor)
+    saved = wait_saved(tmp_path)
+
+    caplog.set_level(logging.INFO, "recog.worker")
+    state = ShardState(db, 1, Snapshots(tmp_path, min_images=1))
+    assert state.load_shard(0) == 2
+    assert "not opening the saved index of collection c0ffee (rebuilding it from Redis)" in caplog.text
+    assert "opened the saved index" not in caplog.text
+    assert found(state, 1) == ["item-1"] and found(state, 2) == ["item-2"]
+    rebuilt = wait_saved(tmp_path, saved)  # saved afresh under this worker's settings: the next start opens it
+    assert len(CollectionIndex.open(tmp_path / COLLECTION / rebuilt)) == 2

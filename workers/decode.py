@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from shared.errors import ImageNotLoaded
-from workers.features import QUERY_LONG_SIDE
+from workers.tuning import DEFAULT, RecognitionSettings
 
 _REDUCED = (
     (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
@@ -24,26 +24,27 @@ _REDUCED = (
 )
 
 
-def _read_flag(data: bytes) -> int:
-    """The largest reduced read that still leaves a long side >= the largest analysis size."""
+def _read_flag(data: bytes, largest_analysis: int) -> int:
+    """The largest reduced read that still leaves a long side >= `largest_analysis` px."""
     try:
         with Image.open(io.BytesIO(data)) as header:  # parses the header only, no pixels
             long_side = max(header.size)
     except Exception as exc:  # Pillow raises many unrelated types on garbage
         raise ImageNotLoaded() from exc
     for factor, flag in _REDUCED:
-        if long_side >= factor * QUERY_LONG_SIDE:
+        if long_side >= factor * largest_analysis:
             return flag
     return cv2.IMREAD_GRAYSCALE
 
 
-def decode_gray(data: bytes) -> np.ndarray:
+def decode_gray(data: bytes, *, settings: RecognitionSettings = DEFAULT) -> np.ndarray:
     """Decodes JPEG or PNG bytes to an upright (h, w) uint8 grey image; raises ImageNotLoaded.
 
-    The size may be the original's divided by 2, 4 or 8 (see module doc); callers must use the
+    The size may be the original's divided by 2, 4 or 8 while its long side stays at least the
+    largest analysis size (`settings.query_long_side`; see module doc); callers must use the
     returned array's shape, never the file's.
     """
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), _read_flag(data))
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _read_flag(data, settings.query_long_side))
     if image is None or image.size == 0:
         raise ImageNotLoaded()
     return image

@@ -1,9 +1,9 @@
 """A collection's in-memory search index: inverted file over visual words, then geometric checks.
 
 Every reference keypoint is filed under its visual word (`workers.vocabulary`) in a faiss binary
-inverted file that keeps the first `CODE_BITS` bits of its descriptor (all 256 by default), so a
-query descriptor is compared (Hamming) only with the reference descriptors of its `NPROBE` nearest
-words, never with the whole collection. Matches within `MAX_HAMMING` bits vote for their
+inverted file that keeps the first `code_bits` bits of its descriptor (all 256 by default), so a
+query descriptor is compared (Hamming) only with the reference descriptors of its `nprobe` nearest
+words, never with the whole collection. Matches within `max_hamming` bits vote for their
 reference; the best-voted candidates are then verified geometrically (`workers.verify`), each with
 its own correspondences, so two posters in one photo are both found.
 
@@ -11,11 +11,15 @@ its own correspondences, so two posters in one photo are both found.
 lists, numpy memmap keypoints) in milliseconds at any size; references added after opening go to
 a small in-memory inverted file searched alongside, with the same word assignment. Postings of
 mapped references removed after opening stay in the file (tombstoned) until the next `save`.
+A saved index records the vocabulary, the code size and the digests of the settings it was built
+under (`workers.tuning.extraction_id`, `index_id`); `open` refuses one saved under others.
 
-Posting ids pack (slot, keypoint): `slot << KEYPOINT_BITS | keypoint`. A slot is one added version
+Posting ids pack (slot, keypoint): `slot << keypoint_bits | keypoint`. A slot is one added version
 of a reference; removing or replacing marks the slot dead (a tombstone, O(1)) and its postings are
-dropped from the inverted file in one pass once dead postings exceed `COMPACT_FRACTION`, so `add`
+dropped from the inverted file in one pass once dead postings exceed `compact_fraction`, so `add`
 stays O(features) and never rebuilds the index.
+
+The values named in lower case are fields of the index's `workers.tuning.RecognitionSettings`.
 """
 
 from __future__ import annotations
@@ -23,28 +27,38 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from workers import vocabulary
+from workers import tuning, vocabulary
 from workers.features import Features
-from workers.verify import MIN_INLIERS, verify
+from workers.tuning import RecognitionSettings
+from workers.verify import verify
 
-KEYPOINT_BITS = 12  # at most 4096 keypoints per reference
-# Bits of each descriptor kept in the inverted file. 128 saves 16 of 44 bytes a posting and half the
-# scan time (faiss on 10 M random postings: 5.8 vs 11.5 ms), for 1.4 points of dev hold-out recall.
-CODE_BITS = 256
-MAX_HAMMING = 64 * CODE_BITS // 256  # above this ORB descriptor pairs are mostly unrelated
-NEIGHBOURS = 8  # reference descriptors kept per query descriptor
-NPROBE = 2  # words probed per query descriptor: recovers matches split by a word boundary
-MAX_CANDIDATES = 8  # references verified per search
-COMPACT_FRACTION = 0.25
 _POSTINGS, _REFERENCES, _KEYPOINTS = "postings.faissb", "references.npz", "keypoints.npy"  # `save` files
-# What a saved index's postings mean: word numbers of this vocabulary, codes of this many bits.
-FORMAT = f"{vocabulary.VOCABULARY_PATH.name}/{CODE_BITS}"
 FIXED = 65535.0  # reference keypoints are kept as uint16 fractions of the size: 4 bytes, not 8
+
+
+def saved_under(settings: RecognitionSettings) -> dict[str, str]:
+    """What a saved index records and `open` requires, by name: `format`, the meaning of its
+    postings (word numbers of this vocabulary, codes of this many bits); `extraction`, the
+    extraction settings its references' features were accepted under; `index_settings`, the
+    settings that shaped its postings (word assignment, id layout)."""
+    return {
+        "format": f"{vocabulary.VOCABULARY_PATH.name}/{settings.code_bits}",
+        "extraction": tuning.extraction_id(settings),
+        "index_settings": tuning.index_id(settings),
+    }
+
+
+_RECORDED = {"format": "index format", "extraction": "extraction settings", "index_settings": "index settings"}
+
+
+class IncompatibleIndex(ValueError):
+    """A saved index made with another vocabulary or other settings than the opener's."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +100,20 @@ class Candidates:
 
 
 class CollectionIndex:
-    """Thread-safe: `add`/`remove` may run on one thread while `search` runs on others."""
+    """Thread-safe: `add`/`remove` may run on one thread while `search` runs on others.
 
-    def __init__(self) -> None:
+    `settings` are the recognition settings it indexes and searches with; its references'
+    features must have been extracted with the same ones."""
+
+    def __init__(self, settings: RecognitionSettings = tuning.DEFAULT) -> None:
+        self.settings = settings
+        self._quantizer = vocabulary.quantizer(settings.coarse_probes)
         # Words are assigned by `vocabulary` from whole descriptors; the IVF only keeps codes.
-        self._ivf = faiss.IndexBinaryIVF(_UNUSED_QUANTIZER, CODE_BITS, vocabulary.quantizer().size)
+        self._ivf = faiss.IndexBinaryIVF(
+            _unused_quantizer(settings.code_bits), settings.code_bits, self._quantizer.size
+        )
         self._ivf.is_trained = True
-        self._ivf.nprobe = NPROBE
+        self._ivf.nprobe = settings.nprobe
         self._base: faiss.IndexBinaryIVF | None = None  # read-only, memory-mapped: see `open`
         self._slots: list[Reference | None] = []
         self._slot_of: dict[str, int] = {}
@@ -109,9 +130,10 @@ class CollectionIndex:
 
     def save(self, directory: Path) -> None:
         """Writes the index to `directory` (created if needed): the inverted file (`postings.faissb`,
-        dead postings dropped), and the references (`references.npz`, `keypoints.npy`), so a worker
-        can `open` it instead of re-adding every reference. Adds and searches wait while the
-        inverted file is written (or, for an opened index, merged with its mapped base)."""
+        dead postings dropped), and the references (`references.npz`, `keypoints.npy`, with what
+        `saved_under` records), so a worker can `open` it instead of re-adding every reference.
+        Adds and searches wait while the inverted file is written (or, for an opened index, merged
+        with its mapped base)."""
         directory.mkdir(parents=True, exist_ok=True)
         # Each file is written aside and renamed over the old one: an index opened from this
         # directory keeps its memory-mapped (old) files intact.
@@ -124,11 +146,13 @@ class CollectionIndex:
                 self._compact()
                 faiss.write_index_binary(self._ivf, postings)
         if merged is not None:
-            dead = [_posting_ids(s, 1 << KEYPOINT_BITS) for s, r in enumerate(slots) if r is None]
+            bits = self.settings.keypoint_bits
+            dead = [_posting_ids(s, 1 << bits, bits) for s, r in enumerate(slots) if r is None]
             if dead:
                 merged.remove_ids(faiss.IDSelectorBatch(np.concatenate(dead)))
             faiss.write_index_binary(merged, postings)
         live = [r for r in slots if r is not None]
+        recorded = saved_under(self.settings)
         with open(directory / f"{_KEYPOINTS}.tmp", "wb") as out:
             np.save(out, np.concatenate([r.keypoints for r in live] or [np.zeros((0, 2), np.uint16)]))
         with open(directory / f"{_REFERENCES}.tmp", "wb") as out:
@@ -137,7 +161,9 @@ class CollectionIndex:
                 image_ids=np.array([r.image_id if r else "" for r in slots], dtype=str),
                 sizes=np.array([r.size if r else (0, 0) for r in slots], np.int64).reshape(-1, 2),
                 counts=np.array([len(r.keypoints) if r else 0 for r in slots], np.int64),
-                format=np.array(FORMAT),
+                format=np.array(recorded["format"]),
+                extraction=np.array(recorded["extraction"]),
+                index_settings=np.array(recorded["index_settings"]),
             )
         for name in (_POSTINGS, _KEYPOINTS, _REFERENCES):
             os.replace(directory / f"{name}.tmp", directory / name)
@@ -154,20 +180,24 @@ class CollectionIndex:
         return delta
 
     @classmethod
-    def open(cls, directory: Path) -> CollectionIndex:
+    def open(cls, directory: Path, settings: RecognitionSettings = tuning.DEFAULT) -> CollectionIndex:
         """The index `save`d to `directory`, its postings and keypoints memory-mapped (read-only
         pages shared by the page cache, loaded on first touch): ~constant time at any size. Later
-        adds go to a small in-memory inverted file searched alongside. Raises ValueError for an
-        index saved with another vocabulary or code size: its word numbers would mean other words."""
-        index = cls()
+        adds go to a small in-memory inverted file searched alongside. Raises IncompatibleIndex (a
+        ValueError) for an index saved with another vocabulary or code size (its word numbers would
+        mean other words), under other extraction or index settings than `settings`, or before
+        those were recorded; ValueError for an unreadable one."""
+        index = cls(settings)
         base = _ivf(faiss.read_index_binary(str(directory / _POSTINGS), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
-        base.nprobe = NPROBE
+        base.nprobe = settings.nprobe
         index._base = base
         keypoints = np.load(directory / _KEYPOINTS, mmap_mode="r")
         with np.load(directory / _REFERENCES, allow_pickle=False) as data:
-            saved = str(data["format"]) if "format" in data else "unversioned"
-            if saved != FORMAT:
-                raise ValueError(f"{directory}: index format {saved!r}, this version reads {FORMAT!r}")
+            for name, expected in saved_under(settings).items():
+                saved = str(data[name]) if name in data else "unrecorded"
+                if saved != expected:
+                    label = _RECORDED[name]
+                    raise IncompatibleIndex(f"{directory}: {label} {saved!r}, this worker uses {expected!r}")
             image_ids, sizes, counts = data["image_ids"].tolist(), data["sizes"].tolist(), data["counts"]
         starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
         for slot, (image_id, size) in enumerate(zip(image_ids, sizes, strict=True)):
@@ -179,21 +209,23 @@ class CollectionIndex:
         return index
 
     def add(self, image_id: str, features: Features) -> None:
-        """Indexes (or re-indexes) one reference; keeps its first 4096 keypoints at most."""
-        count = min(len(features), 1 << KEYPOINT_BITS)
+        """Indexes (or re-indexes) one reference; keeps its first 4096 keypoints at most (with the
+        default `keypoint_bits`)."""
+        bits = self.settings.keypoint_bits
+        count = min(len(features), 1 << bits)
         size = (features.width, features.height)
         fixed = np.clip(np.rint(features.keypoints[:count] / np.array(size, np.float32) * FIXED), 0, FIXED)
         reference = Reference(image_id, fixed.astype(np.uint16), size)
         descriptors = np.ascontiguousarray(features.descriptors[:count], np.uint8)
-        words = vocabulary.assign(descriptors)
-        codes = _codes(descriptors)
+        words = vocabulary.assign(descriptors, self.settings.coarse_probes)
+        codes = _codes(descriptors, self.settings.code_bits)
         with self._lock:
             self._drop(image_id)
             slot = len(self._slots)
             self._slots.append(reference)
             self._slot_of[image_id] = slot
             if count:
-                ids = _posting_ids(slot, count)
+                ids = _posting_ids(slot, count, bits)
                 # add_core takes precomputed words; faiss's stubs omit it, SWIG exports it.
                 add_core = self._ivf.add_core  # type: ignore[attr-defined]
                 add_core(count, faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(words))
@@ -211,9 +243,9 @@ class CollectionIndex:
         reference = self._slots[slot]
         self._slots[slot] = None
         if reference is not None:
-            self._dead.append(_posting_ids(slot, len(reference.keypoints)))
+            self._dead.append(_posting_ids(slot, len(reference.keypoints), self.settings.keypoint_bits))
             self._dead_postings += len(reference.keypoints)
-        if self._dead_postings > COMPACT_FRACTION * max(self._ivf.ntotal, 1):
+        if self._dead_postings > self.settings.compact_fraction * max(self._ivf.ntotal, 1):
             self._compact()
 
     def _compact(self) -> None:
@@ -225,6 +257,7 @@ class CollectionIndex:
 
     def shortlist(self, query: Features) -> Candidates:
         """Word-level matching and voting: the references worth verifying, best first."""
+        settings = self.settings
         size = (query.width, query.height)
         if len(query) == 0:
             return Candidates([], [], [], size)
@@ -233,33 +266,34 @@ class CollectionIndex:
             if self._ivf.ntotal == 0 and self._base is None:
                 return Candidates([], [], [], size)
             # Words once for both inverted files (they share the vocabulary's list numbering).
-            word_distances, words = vocabulary.quantizer().nearest(descriptors, NPROBE)
+            word_distances, words = self._quantizer.nearest(descriptors, settings.nprobe)
             # Descriptors in word order: consecutive ones then scan the same lists while those are
             # still in cache (10 % faster at 10,000 references, same results).
             order = np.argsort(words[:, 0], kind="stable")
             words, word_distances = np.ascontiguousarray(words[order]), np.ascontiguousarray(word_distances[order])
-            codes = np.ascontiguousarray(_codes(descriptors)[order])
-            distances, ids = self._ivf.search_preassigned(codes, NEIGHBOURS, words, word_distances)
+            codes = np.ascontiguousarray(_codes(descriptors, settings.code_bits)[order])
+            distances, ids = self._ivf.search_preassigned(codes, settings.neighbours, words, word_distances)
             slots = self._slots  # entries are only ever replaced by None, so a snapshot is safe
         if self._base is not None:  # read-only: searched outside the lock
-            base_distances, base_ids = self._base.search_preassigned(codes, NEIGHBOURS, words, word_distances)
+            base_distances, base_ids = self._base.search_preassigned(codes, settings.neighbours, words, word_distances)
             distances, ids = np.hstack([distances, base_distances]), np.hstack([ids, base_ids])
             nearest = np.argsort(np.where(ids >= 0, distances, np.iinfo(np.int32).max), axis=1, kind="stable")
-            distances = np.take_along_axis(distances, nearest[:, :NEIGHBOURS], axis=1)
-            ids = np.take_along_axis(ids, nearest[:, :NEIGHBOURS], axis=1)
-        keep = (ids >= 0) & (distances <= MAX_HAMMING)
+            distances = np.take_along_axis(distances, nearest[:, : settings.neighbours], axis=1)
+            ids = np.take_along_axis(ids, nearest[:, : settings.neighbours], axis=1)
+        keep = (ids >= 0) & (distances <= settings.max_hamming)
         query_index = order[np.nonzero(keep)[0]]
         ids, distances = ids[keep], distances[keep]
         # One-to-one per reference: each query keypoint and each reference keypoint used once,
         # the closest pair winning (repeated texture would otherwise stuff the ballot).
-        pairs = _one_to_one(query_index, ids, distances, len(query))
+        pairs = _one_to_one(query_index, ids, distances, len(query), settings.keypoint_bits)
         query_index, ids, distances = query_index[pairs], ids[pairs], distances[pairs]
-        slot, keypoint = ids >> KEYPOINT_BITS, ids & ((1 << KEYPOINT_BITS) - 1)
+        slot, keypoint = ids >> settings.keypoint_bits, ids & ((1 << settings.keypoint_bits) - 1)
         # Closer descriptor pairs are likelier true matches: weight votes like Hamming embedding.
-        weights = np.exp(-((distances / (MAX_HAMMING / 2.0)) ** 2))
+        weights = np.exp(-((distances / (settings.max_hamming / 2.0)) ** 2))
         voted, inverse, counts = np.unique(slot, return_inverse=True, return_counts=True)
         votes = np.bincount(inverse, weights=weights)
-        candidates = [i for i in np.argsort(-votes) if counts[i] >= MIN_INLIERS][: MAX_CANDIDATES * 2]
+        shortlisted = [i for i in np.argsort(-votes) if counts[i] >= settings.min_inliers]
+        candidates = shortlisted[: settings.max_candidates * 2]
         references, ref_points, query_points = [], [], []
         for i in candidates:
             reference = slots[int(voted[i])]
@@ -269,22 +303,26 @@ class CollectionIndex:
             references.append(reference)
             ref_points.append(reference.points(keypoint[pairs]))
             query_points.append(query.keypoints[query_index[pairs]])
-            if len(references) == MAX_CANDIDATES:
+            if len(references) == settings.max_candidates:
                 break
         return Candidates(references, ref_points, query_points, size)
 
     def search(self, query: Features, max_results: int = 10) -> list[Match]:
         """Verified matches, best first, at most one per image and `max_results` in all."""
-        return verify_candidates(self.shortlist(query), max_results)
+        return verify_candidates(self.shortlist(query), max_results, settings=self.settings)
 
 
-_UNUSED_QUANTIZER = faiss.IndexBinaryFlat(CODE_BITS)  # an IVF must have one; words come from `vocabulary`
+@cache
+def _unused_quantizer(bits: int) -> faiss.IndexBinaryFlat:
+    """An IVF must have a quantizer (and faiss borrows it: cached for the process's lifetime);
+    words come from `vocabulary`."""
+    return faiss.IndexBinaryFlat(bits)
 
 
-def _codes(descriptors: np.ndarray) -> np.ndarray:
-    """(N, CODE_BITS / 8) uint8: the first bits of each descriptor (ORB orders its tests by how
-    much they tell apart, so the first ones are the most informative)."""
-    return np.ascontiguousarray(descriptors[:, : CODE_BITS // 8])
+def _codes(descriptors: np.ndarray, bits: int) -> np.ndarray:
+    """(N, bits / 8) uint8: the first bits of each descriptor (ORB orders its tests by how much
+    they tell apart, so the first ones are the most informative)."""
+    return np.ascontiguousarray(descriptors[:, : bits // 8])
 
 
 def _ivf(index: faiss.IndexBinary) -> faiss.IndexBinaryIVF:
@@ -294,29 +332,40 @@ def _ivf(index: faiss.IndexBinary) -> faiss.IndexBinaryIVF:
     return index
 
 
-def _posting_ids(slot: int, count: int) -> np.ndarray:
+def _posting_ids(slot: int, count: int, keypoint_bits: int) -> np.ndarray:
     """(count,) int64 inverted-file ids of a slot's first `count` keypoints."""
-    return (np.int64(slot) << KEYPOINT_BITS) | np.arange(count, dtype=np.int64)
+    return (np.int64(slot) << keypoint_bits) | np.arange(count, dtype=np.int64)
 
 
-def _one_to_one(query_index: np.ndarray, ids: np.ndarray, distances: np.ndarray, query_count: int) -> np.ndarray:
+def _one_to_one(
+    query_index: np.ndarray, ids: np.ndarray, distances: np.ndarray, query_count: int, keypoint_bits: int
+) -> np.ndarray:
     """Indices of the (M,) match arrays keeping, per reference, each query keypoint and each
     reference keypoint (posting id) once: the closest pair wins."""
     order = np.argsort(distances, kind="stable")
-    slot = ids[order] >> KEYPOINT_BITS
+    slot = ids[order] >> keypoint_bits
     _, first = np.unique(slot * (query_count + 1) + query_index[order], return_index=True)
     order = order[np.sort(first)]  # still closest first
     _, first = np.unique(ids[order], return_index=True)
     return order[first]
 
 
-def verify_candidates(candidates: Candidates, max_results: int, min_inliers: int = MIN_INLIERS) -> list[Match]:
-    """Geometric verification of each shortlisted reference with its own correspondences."""
+def verify_candidates(
+    candidates: Candidates,
+    max_results: int,
+    min_inliers: int | None = None,
+    *,
+    settings: RecognitionSettings = tuning.DEFAULT,
+) -> list[Match]:
+    """Geometric verification of each shortlisted reference with its own correspondences, with at
+    least `min_inliers` (default `settings.min_inliers`)."""
     matches = []
     for reference, ref_points, query_points in zip(
         candidates.references, candidates.ref_points, candidates.query_points, strict=True
     ):
-        verified = verify(ref_points, query_points, reference.size, candidates.query_size, min_inliers)
+        verified = verify(
+            ref_points, query_points, reference.size, candidates.query_size, min_inliers, settings=settings
+        )
         if verified is not None:
             matches.append(Match(reference.image_id, verified.score, verified.corners))
     matches.sort(key=lambda m: m.score, reverse=True)

@@ -1,8 +1,9 @@
 """Prometheus metrics of one worker process, served on `RECOG_WORKER_METRICS_PORT` when set.
 
 The front end's /metrics already shows every shard's queue depth and live workers (read from
-Redis); these add what only the worker knows: how its search time splits into stages, and how
-many jobs it dropped because their deadline had passed while they queued.
+Redis); these add what only the worker knows: how its search time splits into stages, how
+many jobs it dropped because their deadline had passed while they queued, and how many stored
+images it did not index.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ _STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25,
 JOBS = Counter("recog_worker_jobs_total", "Search jobs taken from the queues, by outcome", ["outcome"])
 STAGE_SECONDS = Histogram(
     "recog_worker_stage_seconds", "Worker-side time of a search by stage", ["stage"], buckets=_STAGE_BUCKETS
+)
+# reason: `settings` (features extracted under other settings than the worker's), `unreadable`.
+SKIPPED_IMAGES = Counter(
+    "recog_worker_skipped_images_total", "Stored images the worker did not index, by reason", ["reason"]
 )
 
 

@@ -1,11 +1,14 @@
 """The worker's recognition pipeline for one query: bytes in, verified matches and timings out.
 
-A photo smaller than `QUERY_LONG_SIDE` in which nothing is found gets a second look upsampled to
+A photo smaller than `query_long_side` in which nothing is found gets a second look upsampled to
 that size: a poster covering a tenth of a 640x480 photo is ~200 px wide, too small for ORB's finest
 scale to match the reference's features (dev set: recall@1 0.945 -> 0.959 hold-out, hard tier
 0.861 -> 0.884). A second search is a second chance for a chance match, so what it finds must
-have `RETRY_MIN_INLIERS`: the tune half's two false positives of a second look had 13 and 14.
+have `retry_min_inliers`: the tune half's two false positives of a second look had 13 and 14.
 Only misses pay for it (twice the time), so the p50 of a mostly-recognised stream does not move.
+
+Queries are decoded, extracted and verified with the index's settings (`CollectionIndex.settings`,
+a `workers.tuning.RecognitionSettings`), the ones its references were indexed with.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ from __future__ import annotations
 import time
 
 from workers.decode import decode_gray
-from workers.features import QUERY_LONG_SIDE, extract, extract_query, require_details
+from workers.features import extract, extract_query, require_details
 from workers.index import CollectionIndex, Match, verify_candidates
-
-RETRY_MIN_INLIERS = 16
 
 
 def recognize(index: CollectionIndex, data: bytes, max_results: int) -> tuple[list[Match], dict[str, float]]:
@@ -25,22 +26,23 @@ def recognize(index: CollectionIndex, data: bytes, max_results: int) -> tuple[li
     Returns the matches (best first) and milliseconds per stage: decode, features, search
     (word matching and voting), verify (homographies) and total.
     """
+    settings = index.settings
     clock = _Stages()
-    gray = decode_gray(data)
+    gray = decode_gray(data, settings=settings)
     clock.lap("decode")
-    query = extract_query(gray)
-    require_details(query)
+    query = extract_query(gray, settings=settings)
+    require_details(query, settings=settings)
     clock.lap("features")
     candidates = index.shortlist(query)
     clock.lap("search")
-    matches = verify_candidates(candidates, max_results)
+    matches = verify_candidates(candidates, max_results, settings=settings)
     clock.lap("verify")
-    if not matches and max(gray.shape) < QUERY_LONG_SIDE:
-        closer = extract(gray, QUERY_LONG_SIDE)
+    if not matches and max(gray.shape) < settings.query_long_side:
+        closer = extract(gray, settings.query_long_side, settings=settings)
         clock.lap("features")
         candidates = index.shortlist(closer)
         clock.lap("search")
-        matches = verify_candidates(candidates, max_results, RETRY_MIN_INLIERS)
+        matches = verify_candidates(candidates, max_results, settings.retry_min_inliers, settings=settings)
         clock.lap("verify")
     return matches, clock.milliseconds()
 

@@ -8,12 +8,20 @@ Shards come and go at run time as ownership moves between workers (`workers.owne
 
 With snapshots (`workers.snapshots`), a collection is opened from its saved index and only the
 events after the snapshot are replayed; a collection loaded from Redis is saved for the next start.
+
+Stored features record the digest of the settings they were extracted with. Features of other
+settings than the index's are not indexed (they would be compared with queries extracted
+differently); the originals are with the API (a worker container does not mount them), so they
+are not re-extracted: uploading the image again indexes it. Features stored before the digest was
+recorded are indexed as they are, as they always were. Either is logged once per collection
+loaded, and per image for an image added while the worker runs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,15 +31,18 @@ from shared import keys, replies
 from shared.codec import IndexEvent, decode_event, decode_feature_record
 from shared.errors import CodecError
 from shared.shards import shard_of
+from workers import metrics
 from workers.features import Features
 from workers.index import CollectionIndex
 from workers.snapshots import Snapshots, stream_id
+from workers.tuning import extraction_id
 
 log = logging.getLogger("recog.worker.index")
 
 _SCAN_BATCH = 500
 _BLOCK_MS = 1000
 _RESAVE_EVENTS = 1000  # a snapshot this many events behind is saved again after its replay
+_UNRECORDED = "unrecorded"  # the extraction digest of features stored before it was recorded
 
 
 @dataclass
@@ -99,8 +110,10 @@ class ShardState:
             return len(collection.items)
         collection = self._collection(collection_id)
         total = 0
+        foreign: Counter[str] = Counter()
         for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
-            total += self._add(collection, replies.text(image_id), replies.raw(record))
+            total += self._add(collection, replies.text(image_id), replies.raw(record), foreign)
+        _report_foreign(foreign, extraction_id(collection.index.settings), f"collection {collection_id}")
         if self._snapshots:  # it skips collections below its size threshold
             self._save(collection_id, collection, cursor)
         return total
@@ -142,15 +155,28 @@ class ShardState:
                 found = self._collections[collection_id] = Collection(shard_of(collection_id, self._total))
             return found
 
-    def _add(self, collection: Collection, image_id: str, record: bytes) -> int:
+    def _add(self, collection: Collection, image_id: str, record: bytes, foreign: Counter[str] | None = None) -> int:
+        """Indexes an image's stored record; 1 if it did. Features recorded under other extraction
+        settings than the index's are not indexed, those recorded under none (stored before the
+        digest was) are; both are counted in `foreign` by digest for the caller to report, or
+        reported here without a `foreign`."""
         try:
-            item, blob = decode_feature_record(record)
-            features = Features.from_bytes(blob)
+            stored = decode_feature_record(record)
+            features = Features.from_bytes(stored.features)
         except CodecError:
             log.warning("skipping image %s: its stored features cannot be read", image_id)
+            metrics.SKIPPED_IMAGES.labels("unreadable").inc()
             return 0
+        found, expected = stored.extraction or _UNRECORDED, extraction_id(collection.index.settings)
+        if found != expected:
+            if foreign is None:
+                _report_foreign(Counter([found]), expected, f"image {image_id}")
+            else:
+                foreign[found] += 1
+            if found != _UNRECORDED:
+                return 0
         collection.index.add(image_id, features)
-        collection.items[image_id] = item
+        collection.items[image_id] = stored.item
         return 1
 
     def apply(self, event: IndexEvent) -> None:
@@ -196,6 +222,29 @@ class ShardState:
                         self.apply(decode_event(replies.raw_hash(fields)))
                     except CodecError as exc:
                         log.warning("skipping unreadable index event %s: %s", entry_id, exc)
+
+
+def _report_foreign(found: Counter[str], expected: str, where: str) -> None:
+    """Logs (and counts) the features of other and of unrecorded extraction settings `_add` met."""
+    unrecorded = found.pop(_UNRECORDED, 0)
+    if skipped := sum(found.values()):
+        metrics.SKIPPED_IMAGES.labels("settings").inc(skipped)
+        log.warning(
+            "%s: not indexing %d image(s) whose features were extracted under other settings "
+            "(found %s; this worker extracts under %s): re-upload them to make them searchable",
+            where,
+            skipped,
+            ", ".join(f"{digest} x {count}" for digest, count in found.most_common()),
+            expected,
+        )
+    if unrecorded:
+        log.warning(
+            "%s: indexing %d image(s) whose features were stored before extraction settings were recorded "
+            "(their settings are unknown; this worker extracts under %s): re-upload them to record them",
+            where,
+            unrecorded,
+            expected,
+        )
 
 
 def _replayable(saved: str, current: str, oldest: str | None) -> bool:

@@ -7,7 +7,8 @@ shard's event-stream id up to which the index is known to be current. Loading it
 if every event after that id is still in the stream (streams are trimmed to
 `shared.catalog.EVENTS_MAXLEN`); the caller checks that and replays them, else it loads from Redis
 and saves a fresh snapshot. Replaying an event the snapshot already holds is harmless (add
-replaces, remove ignores the absent).
+replaces, remove ignores the absent). A snapshot saved with another vocabulary or other
+recognition settings (`workers.tuning`) is not opened: the collection is rebuilt from Redis.
 
 Layout: `<root>/<collection>/<name>/` per snapshot and `<root>/<collection>/CURRENT` naming the
 newest. Each snapshot is written in a directory of its own and `CURRENT` is replaced atomically,
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.index import CollectionIndex
+from workers.index import CollectionIndex, IncompatibleIndex
 
 log = logging.getLogger("recog.worker.snapshots")
 
@@ -56,8 +57,8 @@ class Snapshots:
         self.min_images = min_images
 
     def load(self, collection_id: str) -> Snapshot | None:
-        """The newest snapshot of a collection, memory-mapped; None if there is none or it cannot
-        be read (a full load from Redis follows)."""
+        """The newest snapshot of a collection, memory-mapped; None if there is none, it cannot be
+        read, or it was saved under another vocabulary or settings (a full load from Redis follows)."""
         home = self.root / collection_id
         try:
             name = (home / _CURRENT).read_text().strip()
@@ -65,6 +66,11 @@ class Snapshots:
             index = CollectionIndex.open(home / name)
             return Snapshot(index, {str(k): str(v) for k, v in meta["items"].items()}, str(meta["cursor"]))
         except FileNotFoundError:
+            return None
+        except IncompatibleIndex as exc:
+            log.warning(
+                "not opening the saved index of collection %s (rebuilding it from Redis): %s", collection_id, exc
+            )
             return None
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable index snapshot of collection %s: %s", collection_id, exc)

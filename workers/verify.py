@@ -5,7 +5,7 @@ a camera must map to the photo by a homography, which random matches do not foll
 (`cv2.USAC_MAGSAC`) finds it 20-50x faster than classic RANSAC when few matches are right, then the
 homography must also look like a real view of a flat card: a convex, non-mirrored, not vanishing
 quadrilateral. The score grows with the inlier count, the one measure that separates true from
-chance matches across image sizes.
+chance matches across image sizes. Thresholds are fields of `workers.tuning.RecognitionSettings`.
 """
 
 from __future__ import annotations
@@ -15,21 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from workers.features import ANALYSIS_LONG_SIDE
-
-MIN_INLIERS = 12  # dev-set negatives reach 7 inliers at most; true matches often have 10-20
-# Chance inliers grow with the tentative matches (a fixed share of random pairs fits some homography
-# within the threshold), so a candidate with many matches also needs a minimum inlier share: an
-# unrelated photo gave 15 of 113, hard true views 14 of 82 and more.
-MIN_INLIER_RATIO = 0.15
-DISTINCT_CELL = 3.0  # px at the analysis size: inliers closer than this on the reference count once
-REPROJECTION_PX = 5.0  # MAGSAC threshold, in pixels of the analysed (640 px long side) query
-MIN_AREA_FRACTION = 0.002  # the projected reference must cover at least 0.2 % of the photo ...
-MAX_AREA_FRACTION = 40.0  # ... and not more than 40x it (a close-up of a part is fine)
-MAX_SIDE_RATIO = 12.0  # opposite sides shorter than 1/12 of each other mean a degenerate view
-_SCORE_HALF = 20.0  # inliers that give a score of 50
-_MAX_ITERS = 2000
-_CONFIDENCE = 0.999
+from workers.tuning import DEFAULT, RecognitionSettings
 
 
 @dataclass(frozen=True)
@@ -41,9 +27,9 @@ class Verified:
     corners: np.ndarray
 
 
-def score(inliers: int) -> float:
-    """0..100, monotonic in the inlier count: 15 -> 43, 20 -> 50, 60 -> 75, 180 -> 90."""
-    return 100.0 * inliers / (inliers + _SCORE_HALF)
+def score(inliers: int, *, settings: RecognitionSettings = DEFAULT) -> float:
+    """0..100, monotonic in the inlier count: 15 -> 43, 20 -> 50, 60 -> 75, 180 -> 90 (by default)."""
+    return 100.0 * inliers / (inliers + settings.score_half_inliers)
 
 
 def _corners(homography: np.ndarray, ref_size: tuple[int, int]) -> np.ndarray:
@@ -58,7 +44,7 @@ def _corners(homography: np.ndarray, ref_size: tuple[int, int]) -> np.ndarray:
     return projected + 0.5
 
 
-def plausible(quad: np.ndarray, query_size: tuple[int, int]) -> bool:
+def plausible(quad: np.ndarray, query_size: tuple[int, int], *, settings: RecognitionSettings = DEFAULT) -> bool:
     """Whether a projected (4, 2) TL, TR, BL, BR quad in query pixels can be a real view of a card."""
     ring = quad[[0, 1, 3, 2]]  # TL, TR, BR, BL: walk around the quadrilateral
     edges = np.roll(ring, -1, axis=0) - ring
@@ -69,22 +55,23 @@ def plausible(quad: np.ndarray, query_size: tuple[int, int]) -> bool:
         np.sum(ring[:, 0] * np.roll(ring, -1, axis=0)[:, 1] - np.roll(ring, -1, axis=0)[:, 0] * ring[:, 1])
     )
     photo = float(query_size[0] * query_size[1])
-    if not MIN_AREA_FRACTION * photo <= area <= MAX_AREA_FRACTION * photo:
+    if not settings.min_area_fraction * photo <= area <= settings.max_area_fraction * photo:
         return False
     lengths = np.linalg.norm(edges, axis=1)
+    ratio = settings.max_side_ratio
     return bool(
-        lengths[0] * MAX_SIDE_RATIO > lengths[2]
-        and lengths[2] * MAX_SIDE_RATIO > lengths[0]
-        and lengths[1] * MAX_SIDE_RATIO > lengths[3]
-        and lengths[3] * MAX_SIDE_RATIO > lengths[1]
+        lengths[0] * ratio > lengths[2]
+        and lengths[2] * ratio > lengths[0]
+        and lengths[1] * ratio > lengths[3]
+        and lengths[3] * ratio > lengths[1]
     )
 
 
-def _distinct(points: np.ndarray, size: tuple[int, int]) -> int:
-    """How many of the (K, 2) reference points are at distinct places (cells of `DISTINCT_CELL` px at
+def _distinct(points: np.ndarray, size: tuple[int, int], settings: RecognitionSettings) -> int:
+    """How many of the (K, 2) reference points are at distinct places (cells of `distinct_cell` px at
     the analysis size): a reference's tilted views detect one corner several times, and a chance
     homography must not count it once per view."""
-    cell = DISTINCT_CELL * max(size) / ANALYSIS_LONG_SIDE
+    cell = settings.distinct_cell * max(size) / settings.analysis_long_side
     return len(np.unique(np.floor(points / cell).astype(np.int64) @ np.array([1, 1 << 20]), axis=0))
 
 
@@ -93,26 +80,35 @@ def verify(
     query_points: np.ndarray,
     ref_size: tuple[int, int],
     query_size: tuple[int, int],
-    min_inliers: int = MIN_INLIERS,
+    min_inliers: int | None = None,
+    *,
+    settings: RecognitionSettings = DEFAULT,
 ) -> Verified | None:
     """Verifies (M, 2) float32 reference -> query point correspondences (pixels of each image).
 
     ref_size, query_size: (width, height) in pixels. Returns None unless a plausible homography
-    has at least `min_inliers` inliers and MIN_INLIER_RATIO of the correspondences.
+    has at least `min_inliers` inliers (default `settings.min_inliers`) and `min_inlier_ratio` of
+    the correspondences.
     """
+    min_inliers = settings.min_inliers if min_inliers is None else min_inliers
     if len(ref_points) < min_inliers:
         return None
-    threshold = REPROJECTION_PX * max(query_size) / ANALYSIS_LONG_SIDE
+    threshold = settings.reprojection_px * max(query_size) / settings.analysis_long_side
     homography, mask = cv2.findHomography(
-        ref_points, query_points, cv2.USAC_MAGSAC, threshold, maxIters=_MAX_ITERS, confidence=_CONFIDENCE
+        ref_points,
+        query_points,
+        cv2.USAC_MAGSAC,
+        threshold,
+        maxIters=settings.magsac_max_iters,
+        confidence=settings.magsac_confidence,
     )
     if homography is None or mask is None:
         return None
-    inliers = _distinct(ref_points[mask.ravel() > 0], ref_size)
-    if inliers < max(min_inliers, MIN_INLIER_RATIO * len(ref_points)):
+    inliers = _distinct(ref_points[mask.ravel() > 0], ref_size, settings)
+    if inliers < max(min_inliers, settings.min_inlier_ratio * len(ref_points)):
         return None
     quad = _corners(homography, ref_size)
-    if not np.all(np.isfinite(quad)) or not plausible(quad, query_size):
+    if not np.all(np.isfinite(quad)) or not plausible(quad, query_size, settings=settings):
         return None
     corners = quad / np.array(query_size, np.float64)
-    return Verified(inliers, score(inliers), corners)
+    return Verified(inliers, score(inliers, settings=settings), corners)

@@ -2,8 +2,8 @@
 
 Words are k-majority centroids of ORB descriptors (`bench/train_vocab.py`), shipped with their
 grouping as `data/vocab-orb-v2.npz`: `coarse` centroids, and under each the words of its cell. A
-descriptor is compared with the coarse centroids, then with the words of its `COARSE_PROBES`
-nearest groups only: ~10x fewer Hamming distances than a flat search of every word (4.4 -> 0.9 ms
+descriptor is compared with the coarse centroids, then with the words of its `coarse_probes`
+(`workers.tuning`) nearest groups only: ~10x fewer Hamming distances than a flat search of every word (4.4 -> 0.9 ms
 for 1000 descriptors at 4,096 words). The result is approximate but deterministic and the same for
 references and queries, which is all an inverted file needs.
 
@@ -21,9 +21,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from workers.tuning import DEFAULT
+
 VOCABULARY_PATH = Path(__file__).with_name("data") / "vocab-orb-v2.npz"
 BITS = 256  # ORB descriptor length
-COARSE_PROBES = 4  # groups whose words are compared with a descriptor
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,13 @@ def load(path: Path = VOCABULARY_PATH) -> Tree:
 
 class Quantizer:
     """The tree as a faiss binary inverted file: its lists are the groups and its entries the
-    words, so a search of it gives each descriptor's nearest words.
+    words, so a search of it gives each descriptor's nearest words among those of its `probes`
+    nearest groups.
 
     Holds the coarse index too: faiss borrows it, so it must live as long as the inverted file.
     """
 
-    def __init__(self, tree: Tree) -> None:
+    def __init__(self, tree: Tree, probes: int = DEFAULT.coarse_probes) -> None:
         self.size = len(tree.words)
         self._coarse = faiss.IndexBinaryFlat(BITS)
         self._coarse.add(tree.coarse)
@@ -69,7 +71,7 @@ class Quantizer:
                 codes = np.ascontiguousarray(tree.words[first:end])
                 self._index.invlists.add_entries(group, end - first, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         self._index.ntotal = self.size
-        self._index.nprobe = COARSE_PROBES
+        self._index.nprobe = probes
 
     def nearest(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) int32 Hamming distances and (N, k) int64 words of (N, 32) uint8 descriptors,
@@ -78,15 +80,19 @@ class Quantizer:
         return distances, labels
 
 
+def quantizer(probes: int = DEFAULT.coarse_probes) -> Quantizer:
+    """The process's word assigner comparing `probes` groups, built once and shared by every
+    collection's index: they only read it, and concurrent faiss searches are thread-safe."""
+    return _quantizer(probes)
+
+
 @cache
-def quantizer() -> Quantizer:
-    """The process's word assigner, built once and shared by every collection's index: they only
-    read it, and concurrent faiss searches are thread-safe."""
-    return Quantizer(load())
+def _quantizer(probes: int) -> Quantizer:  # one cache key per value, however the caller passes it
+    return Quantizer(load(), probes)
 
 
-def assign(descriptors: np.ndarray) -> np.ndarray:
+def assign(descriptors: np.ndarray, probes: int = DEFAULT.coarse_probes) -> np.ndarray:
     """(N,) int64 word of each (N, 32) uint8 descriptor (what a reference keypoint is filed under)."""
     if len(descriptors) == 0:
         return np.zeros(0, np.int64)
-    return quantizer().nearest(descriptors, 1)[1][:, 0]
+    return quantizer(probes).nearest(descriptors, 1)[1][:, 0]
