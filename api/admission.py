@@ -32,7 +32,7 @@ from shared.heartbeats import owners_by_shard
 _REFRESH_SECONDS = 0.5
 # Worker time assumed before the first reply, and the weight of each new reply in the average.
 _INITIAL_JOB_SECONDS = 0.05
-_SMOOTHING = 0.05
+_SMOOTHING = 0.2
 # Time a worker spends per job outside the search it reports (pop, reply): a floor on service time.
 _JOB_OVERHEAD_SECONDS = 0.002
 # Recent worker times kept for the p95 that paces the lost-job check (api.dispatch).
@@ -76,15 +76,19 @@ class Admission:
         ordered = sorted(self._recent)
         return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
-    async def limits(self, shard: int) -> tuple[int, int]:
-        """(searches in flight allowed for `shard`, for the whole deployment); ServerBusy if no
-        live worker serves the shard."""
+    async def limits(self, shard: int, remaining_seconds: float) -> tuple[int, int]:
+        """(searches in flight allowed for `shard`, for the whole deployment) for a search that
+        must be answered within `remaining_seconds`; ServerBusy if no live worker serves the shard.
+
+        A worker's share is the search it runs plus what it finishes within the queue-wait target,
+        and never more than it finishes before this search's deadline."""
         roster = await self._current()
         owners = roster.owners[shard]
         if owners == 0:
             raise ServerBusy("No worker serves this collection right now; retry shortly.", retry_after=2)
-        per_worker = 1 + self._target / (self.job_seconds + _JOB_OVERHEAD_SECONDS)
-        return math.ceil(owners * per_worker), math.ceil(roster.workers * per_worker)
+        service = self.job_seconds + _JOB_OVERHEAD_SECONDS
+        per_worker = min(1 + self._target / service, remaining_seconds / service)
+        return math.floor(owners * per_worker), math.floor(roster.workers * per_worker)
 
     async def _current(self) -> Roster:
         stale = time.monotonic() - self._read_at >= _REFRESH_SECONDS

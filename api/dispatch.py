@@ -101,7 +101,7 @@ class Dispatcher:
         )
         shard = shard_of(collection, self._settings.shards)
         try:
-            limits = await self.admission.limits(shard)
+            limits = await self.admission.limits(shard, job.deadline - started)
             admitted = await self._enqueuer.admit_and_push(
                 shard=shard, job_id=job_id, payload=encode_job(job), now=started, deadline=job.deadline, limits=limits
             )

@@ -25,13 +25,14 @@ from shared.imagecheck import inspect
 
 async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     started = time.perf_counter()
-    arrived = time.time()  # the deadline runs from here: reading the upload is part of the client's wait
     state = services(request)
     raw = await read_form(request, state.settings)
     try:
         form = await parse_search_form(raw, state.settings)
     finally:
         await raw.close()  # uploads past 1 MB are spooled to temporary files
+    # The deadline runs from here: a slow upload (a phone on a poor network) is not the service's time.
+    arrived = time.time()
     collection = await state.tokens.admit(form.token)
     # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
     await anyio.to_thread.run_sync(inspect, form.image, state.settings)
