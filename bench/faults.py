@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
-from tests.conftest import wait_converged
+from shared.testing.stack import wait_converged
 
 COLUMNS = [
     ("phase", "phase"),

@@ -63,7 +63,7 @@ from tqdm import tqdm
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchReply, decode_job, encode_reply
 from shared.shards import queue_name
-from tests.conftest import ADMIN_KEY
+from shared.testing.stack import ADMIN_KEY
 
 SHARDS = 4
 # wrk's Lua side: count statuses per thread, sum them at the end and print one JSON line.

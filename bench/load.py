@@ -43,7 +43,7 @@ from harness import (
 )
 from tqdm import tqdm
 
-from tests.conftest import wait_converged
+from shared.testing.stack import wait_converged
 
 COLUMNS = [
     ("workers", "workers"),

@@ -2,7 +2,7 @@
 
 For each size N (default 1k, 10k, 100k references) one fresh process, pinned to one CPU core, indexes
 the dev set's references and distractors plus generated filler pictures up to N
-(`tests/imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
+(`shared.testing.imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
 service's own code), then runs every dev query through `recognize`.
 
     .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise  # noqa: E402
-from tests import imagegen  # noqa: E402
+from shared.testing import imagegen  # noqa: E402
 from workers.decode import decode_gray  # noqa: E402
 from workers.features import Features, extract_reference  # noqa: E402
 from workers.index import CollectionIndex  # noqa: E402

@@ -5,7 +5,7 @@ per-bit majority): `--groups` coarse centroids over every training descriptor, t
 group as many words as its share of the descriptors (65,536 in all by default), trained on the
 group's own descriptors. Training descriptors are what the index stores (`extract_reference`) of
 the dev set's references and distractors, never its queries, plus `--generated` pictures of
-`tests.imagegen` so the words are not only those of the dev set's pictures.
+`shared.testing.imagegen` so the words are not only those of the dev set's pictures.
 
     .venv/bin/python bench/train_vocab.py ../shared/data/recognition-dev --groups 64 --words 4096
 
@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import imagegen
+from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import extract_reference
 from workers.vocabulary import VOCABULARY_PATH
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("dev_set", type=Path)
     parser.add_argument("--groups", type=int, default=256)
     parser.add_argument("--words", type=int, default=65536)
-    parser.add_argument("--generated", type=int, default=300, help="tests.imagegen pictures added to the training set")
+    parser.add_argument("--generated", type=int, default=300, help="shared.testing.imagegen pictures added to the training set")
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(

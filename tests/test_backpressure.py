@@ -16,8 +16,8 @@ from rq import Queue
 from shared import keys
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name, shard_of
-from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, stack_env, start_api
+from shared.testing import imagegen
+from shared.testing.stack import Stack, db_url, private_db, stack_env, start_api
 from tests.stackclient import error_code, make_collection, search
 
 DEADLINE_MS = 1500

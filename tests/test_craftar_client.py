@@ -12,8 +12,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from tests import imagegen
-from tests.conftest import ADMIN_KEY, Stack
+from shared.testing import imagegen
+from shared.testing.stack import ADMIN_KEY, Stack
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # 2018 code: invalid escape sequences in its regexes

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import imagegen
-from tests.conftest import Stack
+from shared.testing import imagegen
+from shared.testing.stack import Stack
 from tests.stackclient import add_reference, error_code, make_collection, search
 
 QUERY_SIZE = (640, 480)

@@ -12,8 +12,8 @@ import redis
 
 from shared import keys
 from shared.codec import IndexEvent, encode_event, encode_feature_record
-from tests import imagegen
-from tests.conftest import private_db
+from shared.testing import imagegen
+from shared.testing.stack import private_db
 from tests.test_index import features_of, photo
 from workers.decode import decode_gray
 from workers.features import extract

@@ -6,8 +6,9 @@ import time
 
 import httpx
 
-from tests import imagegen
-from tests.conftest import Stack, free_port
+from shared.launcher import free_port
+from shared.testing import imagegen
+from shared.testing.stack import Stack
 from tests.stackclient import add_reference, make_collection, search
 
 
