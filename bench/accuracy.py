@@ -4,7 +4,7 @@ References and distractors go through `decode_gray` -> `extract_reference` -> `C
 upload and a worker's index load do); every query goes through `recognize` (what a worker does per
 search). Pinned to one CPU core, so the times are those of one worker on one core.
 
-    .venv/bin/python bench/accuracy.py [DATASET_DIR] [--out bench/results/accuracy.json]
+    .venv/bin/python -m bench.accuracy [DATASET_DIR] [--out bench/results/accuracy.json]
 
 DATASET_DIR defaults to ../shared/data/recognition-dev (relative to the repo root). Input format, so
 you can run it on your own labelled photos:
@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,15 +51,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from shared.errors import ImageNoDetails
+from workers.decode import decode_gray
+from workers.features import extract_reference
+from workers.index import CollectionIndex
+from workers.recognize import recognize
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.errors import ImageNoDetails  # noqa: E402
-from workers.decode import decode_gray  # noqa: E402
-from workers.features import extract_reference  # noqa: E402
-from workers.index import CollectionIndex  # noqa: E402
-from workers.recognize import recognize  # noqa: E402
-
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "recognition-dev"
 DEFAULT_OUT = ROOT / "bench" / "results" / "accuracy.json"
 STAGES = ("decode", "features", "search", "verify", "total")
@@ -228,7 +225,9 @@ def print_table(report: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
     )

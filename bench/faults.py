@@ -14,7 +14,7 @@ client timeout well past the deadline so a request left hanging is seen, not cut
 Each phase lasts until ownership has converged, plus `--settle` seconds. Prints a table and writes
 bench/results/faults.json.
 
-    .venv/bin/python bench/faults.py [--concurrency 6] [--deadline-ms 3000] [--baseline 5] [--settle 3]
+    .venv/bin/python -m bench.faults [--concurrency 6] [--deadline-ms 3000] [--baseline 5] [--settle 3]
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from harness import (
+from rq.registry import StartedJobRegistry
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     Load,
@@ -44,9 +47,6 @@ from harness import (
     wait_indexed,
     write_result,
 )
-from rq.registry import StartedJobRegistry
-from tqdm import tqdm
-
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
 from shared.testing.stack import wait_converged
@@ -104,7 +104,9 @@ def started_jobs(db: redis.Redis, shards: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--references", type=int, default=120, help="references indexed (default %(default)s)")
     parser.add_argument(
         "--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)"

@@ -19,7 +19,7 @@ real photo) when installed, else async httpx. Measured, each for `--seconds`:
 
 Prints a table and writes bench/results/frontend.json.
 
-    .venv/bin/python bench/frontend.py [--seconds 8] [--connections 64] [--processes 1] [--stubs 1]
+    .venv/bin/python -m bench.frontend [--seconds 8] [--connections 64] [--processes 1] [--stubs 1]
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ from typing import Any
 
 import httpx
 import redis
-from harness import (
+from rq import Queue
+from rq.job import Job
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     CpuMeter,
@@ -56,10 +60,6 @@ from harness import (
     table,
     write_result,
 )
-from rq import Queue
-from rq.job import Job
-from tqdm import tqdm
-
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchReply, decode_job, encode_reply
 from shared.shards import queue_name
@@ -95,7 +95,7 @@ wrk.body = "--" .. b .. '\\r\\nContent-Disposition: form-data; name="token"\\r\\
 """
 
 
-# --- the stub worker (runs in a process of its own: `frontend.py --stub-worker URL STATS`) --------
+# --- the stub worker (a process of its own: `python -m bench.frontend --stub-worker URL STATS`) ----
 
 
 def stub_worker(redis_url: str, stats_path: Path) -> None:
@@ -252,7 +252,9 @@ def descendants(pid: int) -> list[int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.frontend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--seconds", type=float, default=8, help="seconds per measurement (default %(default)s; 5 of them)"
     )
@@ -286,7 +288,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="recog-frontend-"))
     stack = start_stack(args.redis_url, bench_data_dir("frontend"), 0, args.processes, {"RECOG_SHARDS": str(SHARDS)})
     stubs = [
-        subprocess.Popen([sys.executable, __file__, "--stub-worker", args.redis_url, str(work / f"stub-{n}.json")])
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.frontend", "--stub-worker", args.redis_url, str(work / f"stub-{n}.json")],
+            cwd=ROOT,
+        )
         for n in range(args.stubs)
     ]
     runs: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,6 @@ import math
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,15 +26,13 @@ import numpy as np
 import redis
 from tqdm import tqdm
 
+from shared import keys
+from shared.shards import shard_of
+from shared.testing import imagegen  # the same generator the tests use
+from shared.testing.stack import ADMIN_KEY, Stack, stack_env, start_api
+from workers.ownership import live_heartbeats
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared import keys  # noqa: E402
-from shared.shards import shard_of  # noqa: E402
-from shared.testing import imagegen  # noqa: E402  (the same generator the tests use)
-from shared.testing.stack import ADMIN_KEY, Stack, stack_env, start_api  # noqa: E402
-from workers.ownership import live_heartbeats  # noqa: E402
-
 DEV = ROOT.parent / "shared" / "data" / "recognition-dev"
 # The database the load, fault and front-end benches flush (before and after a run).
 BENCH_REDIS_URL = os.environ.get("RECOG_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")

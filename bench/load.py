@@ -10,7 +10,7 @@ loopback) for `--seconds`. Scaling efficiency is throughput(N) / (N x throughput
 CPU use of the workers, the API and the whole machine is measured for each point, so a curve that
 flattens can be read against the cores there are. Prints a table and writes bench/results/load.json.
 
-    .venv/bin/python bench/load.py [--workers 1,2,3,4] [--concurrency 8] [--seconds 20]
+    .venv/bin/python -m bench.load [--workers 1,2,3,4] [--concurrency 8] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from harness import (
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     CpuMeter,
@@ -41,8 +43,6 @@ from harness import (
     wait_indexed,
     write_result,
 )
-from tqdm import tqdm
-
 from shared.testing.stack import wait_converged
 
 COLUMNS = [
@@ -85,7 +85,9 @@ def observation(points: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--workers", type=worker_counts, default=[1, 2, 3, 4], help="worker counts to measure (default 1,2,3,4)"
     )

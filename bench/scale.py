@@ -5,7 +5,7 @@ the dev set's references and distractors plus generated filler pictures up to N
 (`shared.testing.imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
 service's own code), then runs every dev query through `recognize`.
 
-    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
+    .venv/bin/python -m bench.scale [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
 
 - Filler features (`extract_reference`, as an upload makes them) are extracted once and cached in
   bench/results/cache/ (chunks of 1,000 pictures, ~100 MB each; the key hashes two probe fillers'
@@ -35,7 +35,6 @@ import hashlib
 import json
 import multiprocessing
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -44,16 +43,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise
+from shared.testing import imagegen
+from workers.decode import decode_gray
+from workers.features import Features, extract_reference
+from workers.index import CollectionIndex
+from workers.snapshots import Snapshots
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise  # noqa: E402
-from shared.testing import imagegen  # noqa: E402
-from workers.decode import decode_gray  # noqa: E402
-from workers.features import Features, extract_reference  # noqa: E402
-from workers.index import CollectionIndex  # noqa: E402
-from workers.snapshots import Snapshots  # noqa: E402
-
 CACHE = ROOT / "bench" / "results" / "cache"
 OUT = ROOT / "bench" / "results" / "scale.json"
 CHUNK = 1000  # filler pictures per cache file
@@ -223,7 +220,9 @@ def print_row(row: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated reference counts")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--jobs", type=int, default=2, help="processes for making the filler cache")

@@ -7,7 +7,7 @@ group's own descriptors. Training descriptors are what the index stores (`extrac
 the dev set's references and distractors, never its queries, plus `--generated` pictures of
 `shared.testing.imagegen` so the words are not only those of the dev set's pictures.
 
-    .venv/bin/python bench/train_vocab.py ../shared/data/recognition-dev --groups 64 --words 4096
+    .venv/bin/python -m bench.train_vocab ../shared/data/recognition-dev --groups 64 --words 4096
 
 takes ~2 min on one core. `--regroup FLAT.npy` instead groups an existing flat (K, 32) vocabulary
 with faiss's binary k-means, as the loader of the flat v1 file did at every start-up.
@@ -24,7 +24,6 @@ recall@1 0.898; a 4,096-word tree trained here 0.878. 16,384 words (5 probed) an
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import extract_reference
@@ -107,11 +105,15 @@ def regroup(flat: np.ndarray, groups: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_vocab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dev_set", type=Path)
     parser.add_argument("--groups", type=int, default=256)
     parser.add_argument("--words", type=int, default=65536)
-    parser.add_argument("--generated", type=int, default=300, help="shared.testing.imagegen pictures added to the training set")
+    parser.add_argument(
+        "--generated", type=int, default=300, help="shared.testing.imagegen pictures added to the training set"
+    )
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
