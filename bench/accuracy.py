@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -153,37 +154,61 @@ def rate(hits: int, n: int) -> dict[str, float]:
     return {"n": n, "rate": round(hits / n, 4) if n else float("nan")}
 
 
+def grouped(outcomes: list[Outcome], key: Callable[[Outcome], str]) -> dict[str, list[Outcome]]:
+    """`outcomes` by `key`, keys in sorted order."""
+    groups: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(key(outcome), []).append(outcome)
+    return dict(sorted(groups.items()))
+
+
+def recall(positives: list[Outcome]) -> dict[str, float]:
+    """Positives whose first match is the expected reference."""
+    return rate(sum(o.found == o.expected for o in positives), len(positives))
+
+
+def wrong_top1(positives: list[Outcome]) -> dict[str, float]:
+    """Positives whose first match is another reference."""
+    return rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives))
+
+
+def false_positives(negatives: list[Outcome]) -> dict[str, float]:
+    """Negatives with any match."""
+    return rate(sum(o.found is not None for o in negatives), len(negatives))
+
+
+def corner_errors(positives: list[Outcome]) -> dict[str, Any]:
+    """Median and p90 corner error of the positives that have one (correct top-1, known corners)."""
+    errors = [o.corner_error for o in positives if o.corner_error is not None]
+    return {
+        "n": len(errors),
+        "median": round(float(np.median(errors)), 5) if errors else None,
+        "p90": round(float(np.percentile(errors, 90)), 5) if errors else None,
+    }
+
+
+def stage_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
+    """Per stage, p50/p95 worker time (ms) of the outcomes that have timings."""
+    timed = [o for o in outcomes if o.timings]
+    return {stage: percentiles([o.timings[stage] for o in timed]) for stage in STAGES}
+
+
 def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
     """The report's figures for one set of outcomes (see module doc for definitions)."""
     positives = [o for o in outcomes if o.expected]
     negatives = [o for o in outcomes if not o.expected]
-
-    def recall(group: list[Outcome]) -> dict[str, float]:
-        return rate(sum(o.found == o.expected for o in group), len(group))
-
-    errors = [o.corner_error for o in positives if o.corner_error is not None]
-    timed = [o for o in outcomes if o.timings]
     return {
         "recall_at_1": recall(positives),
-        "recall_by_tier": {
-            t: recall([o for o in positives if o.tier == t]) for t in sorted({o.tier for o in positives})
-        },
-        "recall_by_kind": {
-            k: recall([o for o in positives if o.kind == k]) for k in sorted({o.kind for o in positives})
-        },
-        "wrong_top1": rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives)),
-        "false_positive": rate(sum(o.found is not None for o in negatives), len(negatives)),
+        "recall_by_tier": {tier: recall(group) for tier, group in grouped(positives, lambda o: o.tier).items()},
+        "recall_by_kind": {kind: recall(group) for kind, group in grouped(positives, lambda o: o.kind).items()},
+        "wrong_top1": wrong_top1(positives),
+        "false_positive": false_positives(negatives),
         "false_positive_by_kind": {
-            k: rate(sum(o.found is not None for o in negatives if o.kind == k), sum(o.kind == k for o in negatives))
-            for k in sorted({o.kind for o in negatives})
+            kind: false_positives(group) for kind, group in grouped(negatives, lambda o: o.kind).items()
         },
-        "corner_error": {
-            "n": len(errors),
-            "median": round(float(np.median(errors)), 5) if errors else None,
-            "p90": round(float(np.percentile(errors, 90)), 5) if errors else None,
-        },
-        "time_ms_all": {s: percentiles([o.timings[s] for o in timed]) for s in STAGES},
-        "time_ms_640x480": {s: percentiles([o.timings[s] for o in timed if o.small]) for s in STAGES},
+        "corner_error": corner_errors(positives),
+        "time_ms_all": stage_times(outcomes),
+        "time_ms_640x480": stage_times([o for o in outcomes if o.small]),
     }
 
 
