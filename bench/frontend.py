@@ -80,7 +80,8 @@ function done(summary, latency, requests)
   end
   for k, v in pairs(counts) do table.insert(parts, string.format('"%d": %d', k, v)) end
   local e = summary.errors
-  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
+  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "socket_errors": %d, '
+    .. '"p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(99), table.concat(parts, ", ")))
 end
@@ -91,7 +92,8 @@ local b = "recog-bench-boundary-7d93"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. b
 wrk.body = "--" .. b .. '\\r\\nContent-Disposition: form-data; name="token"\\r\\n\\r\\n' .. %(token)s .. "\\r\\n"
-  .. "--" .. b .. '\\r\\nContent-Disposition: form-data; name="image"; filename="q.jpg"\\r\\nContent-Type: image/jpeg\\r\\n\\r\\n'
+  .. "--" .. b .. '\\r\\nContent-Disposition: form-data; name="image"; filename="q.jpg"\\r\\n'
+  .. 'Content-Type: image/jpeg\\r\\n\\r\\n'
   .. image .. "\\r\\n--" .. b .. "--\\r\\n"
 """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import time
@@ -71,15 +72,15 @@ def observation(points: list[dict[str, Any]]) -> str:
     """What the curve shows, from the figures: the efficiency per N and where it stops growing."""
     parts = [f"N={p['workers']}: {p['efficiency']:.2f}" for p in points]
     lines = [f"scaling efficiency (throughput(N) / (N x throughput(1))): {', '.join(parts)}"]
-    for before, after in zip(points, points[1:], strict=False):
+    for before, after in itertools.pairwise(points):
         gain = after["per_second"] / before["per_second"] - 1 if before["per_second"] else 0.0
         lines.append(
             f"  {before['workers']} -> {after['workers']} workers: throughput {gain:+.0%}, "
             f"workers used {before['worker_cores']} -> {after['worker_cores']} cores"
         )
     lines.append(
-        f"this machine has {os.cpu_count()} cores; the whole machine was {max(p['machine_busy'] for p in points):.0%} busy "
-        "at the busiest point (other processes included)"
+        f"this machine has {os.cpu_count()} cores; the whole machine was "
+        f"{max(p['machine_busy'] for p in points):.0%} busy at the busiest point (other processes included)"
     )
     return "\n".join(lines)
 

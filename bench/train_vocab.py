@@ -71,7 +71,7 @@ def shares(counts: np.ndarray, total: int) -> np.ndarray:
     """Words per group: proportional to its descriptors, at least 1, never more than its descriptors,
     summing to `total` (largest remainders first)."""
     exact = counts / counts.sum() * total
-    words = np.clip(np.floor(exact).astype(np.int64), 1, counts)
+    words: np.ndarray = np.clip(np.floor(exact).astype(np.int64), 1, counts)
     for group in np.argsort(-(exact - np.floor(exact))):
         if words.sum() >= total:
             break
@@ -98,10 +98,15 @@ def regroup(flat: np.ndarray, groups: int) -> dict[str, np.ndarray]:
     ivf = faiss.IndexBinaryIVF(quantizer, flat.shape[1] * 8, groups)
     ivf.train(flat)
     ivf.add(flat)
-    coarse = faiss.vector_to_array(quantizer.xb).reshape(groups, -1)
+    coarse = faiss.vector_to_array(quantizer.xb).reshape(groups, -1)  # type: ignore[attr-defined]  # SWIG, unstubbed
     members = [faiss.rev_swig_ptr(ivf.invlists.get_ids(g), ivf.invlists.list_size(g)).copy() for g in range(groups)]
     starts = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     return {"coarse": coarse, "words": flat[np.concatenate(members)], "starts": starts}
+
+
+def save(path: Path, tree: dict[str, np.ndarray]) -> None:
+    """The tree as the loader reads it: one .npz with its coarse centroids, words and group starts."""
+    np.savez(path, coarse=tree["coarse"], words=tree["words"], starts=tree["starts"])
 
 
 def main() -> None:
@@ -124,15 +129,16 @@ def main() -> None:
     started = time.perf_counter()
     if args.regroup:
         tree = regroup(np.load(args.regroup), args.groups)
-        np.savez(args.out, **tree)
+        save(args.out, tree)
         print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words")
         return
     data = descriptors(args.dev_set, args.generated)
     print(f"{len(data)} descriptors in {time.perf_counter() - started:.0f} s")
     tree = train(data, args.groups, args.words, args.iterations, args.seed)
-    np.savez(args.out, **tree)
+    save(args.out, tree)
     print(
-        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, in {time.perf_counter() - started:.0f} s"
+        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, "
+        f"in {time.perf_counter() - started:.0f} s"
     )
 
 
