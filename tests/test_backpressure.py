@@ -13,11 +13,13 @@ import pytest
 import redis
 from rq import Queue
 
+from api.admission import _REFRESH_SECONDS as ADMISSION_REFRESH_SECONDS
 from shared import keys
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name, shard_of
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, stack_env, start_api
+from shared.testing.wait import wait_until
 from tests.stackclient import error_code, make_collection, search
 
 DEADLINE_MS = 1500
@@ -42,9 +44,14 @@ def stalled(db: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         running.stop()
 
 
+def queue_key(db: redis.Redis, collection: str) -> str:
+    """The Redis list of the queue of the collection's shard."""
+    return str(Queue(queue_name(shard_of(collection, SHARDS)), connection=db, serializer=MsgpackSerializer).key)
+
+
 @contextmanager
-def hung_worker(db: redis.Redis) -> Iterator[None]:
-    """A heartbeat for every shard from a worker that never takes a job."""
+def hung_worker(db: redis.Redis, api: Stack) -> Iterator[None]:
+    """A heartbeat for every shard from a worker that never takes a job, seen by `api`'s admission."""
     stop = threading.Event()
     name = "hung-worker"
 
@@ -57,7 +64,14 @@ def hung_worker(db: redis.Redis) -> Iterator[None]:
     thread = threading.Thread(target=beat)
     thread.start()
     try:
-        time.sleep(0.6)  # past the front end's snapshot refresh
+        wait_until(
+            lambda: httpx.get(f"{api.url}/readyz").status_code == 200,
+            10,
+            "the API reads a live worker for every shard from the hung worker's heartbeat",
+        )
+        # Admission reuses its read of the shards' workers for this long; nothing shows when a read
+        # taken before the heartbeat expires, so wait it out.
+        time.sleep(ADMISSION_REFRESH_SECONDS)
         yield
     finally:
         stop.set()
@@ -83,18 +97,23 @@ def test_no_live_worker_is_503_at_once(stalled: Stack) -> None:
 
 def test_hung_worker_is_504_by_the_deadline_and_503_when_in_flight_is_full(stalled: Stack, db: redis.Redis) -> None:
     with stalled.admin() as admin:
-        _, token = make_collection(admin)
+        collection, token = make_collection(admin)
     first: list[httpx.Response] = []
 
     def waiting_search() -> None:
         with stalled.client() as client:
             first.append(search(client, token, query()))
 
-    with hung_worker(db):
+    with hung_worker(db, stalled):
         started = time.monotonic()
         thread = threading.Thread(target=waiting_search)
         thread.start()
-        time.sleep(DEADLINE_MS / 3000)  # the first search is now waiting for a worker
+        # Within half the deadline, so the second search comes while the first still holds the slot.
+        wait_until(
+            lambda: db.llen(queue_key(db, collection)) > 0,
+            DEADLINE_MS / 2000,
+            "the first search is queued for the hung worker (holding the one in-flight slot)",
+        )
         with stalled.client() as client:
             busy = search(client, token, query())
         thread.join()
@@ -108,14 +127,14 @@ def test_hung_worker_is_504_by_the_deadline_and_503_when_in_flight_is_full(stall
 def test_queue_deeper_than_the_deadline_is_503(stalled: Stack, db: redis.Redis) -> None:
     with stalled.admin() as admin:
         collection, token = make_collection(admin)
-    backlog = Queue(queue_name(shard_of(collection, SHARDS)), connection=db, serializer=MsgpackSerializer)
-    db.rpush(backlog.key, *[f"queued-{n}" for n in range(200)])
+    backlog = queue_key(db, collection)
+    db.rpush(backlog, *[f"queued-{n}" for n in range(200)])
     try:
-        with hung_worker(db), stalled.client() as client:
+        with hung_worker(db, stalled), stalled.client() as client:
             started = time.monotonic()
             response = search(client, token, query())
     finally:
-        db.delete(backlog.key)
+        db.delete(backlog)
     assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY")
     assert time.monotonic() - started < 0.5
     assert int(response.headers["Retry-After"]) >= 1
