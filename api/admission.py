@@ -11,7 +11,7 @@ alone would admit a multiple of what the workers can do. `api.enqueue` enforces 
 atomically in Redis, so every API process shares them.
 
 Service time is a moving average of the worker time in this process's replies; owners and live
-workers come from the heartbeats, re-read at most every `_REFRESH_SECONDS`, by one request at a
+workers come from the heartbeats, re-read at most every `REFRESH_SECONDS`, by one request at a
 time while the others use the previous reading.
 """
 
@@ -29,7 +29,7 @@ from shared import heartbeats
 from shared.errors import ServerBusy
 from shared.heartbeats import owners_by_shard
 
-_REFRESH_SECONDS = 0.5
+REFRESH_SECONDS = 0.5
 # Worker time assumed before the first reply, and the weight of each new reply in the average.
 _INITIAL_JOB_SECONDS = 0.05
 _SMOOTHING = 0.2
@@ -91,11 +91,11 @@ class Admission:
         return math.floor(owners * per_worker), math.floor(roster.workers * per_worker)
 
     async def _current(self) -> Roster:
-        stale = time.monotonic() - self._read_at >= _REFRESH_SECONDS
+        stale = time.monotonic() - self._read_at >= REFRESH_SECONDS
         if self._roster is not None and (not stale or self._reading.locked()):
             return self._roster
         async with self._reading:
-            if self._roster is None or time.monotonic() - self._read_at >= _REFRESH_SECONDS:
+            if self._roster is None or time.monotonic() - self._read_at >= REFRESH_SECONDS:
                 now = time.time()
                 beats = await heartbeats.read_async(self._redis, now)
                 by_shard = owners_by_shard(beats, self._shards, now)

@@ -4,7 +4,7 @@ References and distractors go through `decode_gray` -> `extract_reference` -> `C
 upload and a worker's index load do); every query goes through `recognize` (what a worker does per
 search). Pinned to one CPU core, so the times are those of one worker on one core.
 
-    .venv/bin/python bench/accuracy.py [DATASET_DIR] [--out bench/results/accuracy.json]
+    .venv/bin/python -m bench.accuracy [DATASET_DIR] [--out bench/results/accuracy.json]
 
 DATASET_DIR defaults to ../shared/data/recognition-dev (relative to the repo root). Input format, so
 you can run it on your own labelled photos:
@@ -44,7 +44,7 @@ import hashlib
 import json
 import os
 import platform
-import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,15 +52,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from shared.errors import ImageNoDetails
+from workers.decode import decode_gray
+from workers.features import extract_reference
+from workers.index import CollectionIndex
+from workers.recognize import recognize
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.errors import ImageNoDetails  # noqa: E402
-from workers.decode import decode_gray  # noqa: E402
-from workers.features import extract_reference  # noqa: E402
-from workers.index import CollectionIndex  # noqa: E402
-from workers.recognize import recognize  # noqa: E402
-
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "recognition-dev"
 DEFAULT_OUT = ROOT / "bench" / "results" / "accuracy.json"
 STAGES = ("decode", "features", "search", "verify", "total")
@@ -156,37 +154,61 @@ def rate(hits: int, n: int) -> dict[str, float]:
     return {"n": n, "rate": round(hits / n, 4) if n else float("nan")}
 
 
+def grouped(outcomes: list[Outcome], key: Callable[[Outcome], str]) -> dict[str, list[Outcome]]:
+    """`outcomes` by `key`, keys in sorted order."""
+    groups: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(key(outcome), []).append(outcome)
+    return dict(sorted(groups.items()))
+
+
+def recall(positives: list[Outcome]) -> dict[str, float]:
+    """Positives whose first match is the expected reference."""
+    return rate(sum(o.found == o.expected for o in positives), len(positives))
+
+
+def wrong_top1(positives: list[Outcome]) -> dict[str, float]:
+    """Positives whose first match is another reference."""
+    return rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives))
+
+
+def false_positives(negatives: list[Outcome]) -> dict[str, float]:
+    """Negatives with any match."""
+    return rate(sum(o.found is not None for o in negatives), len(negatives))
+
+
+def corner_errors(positives: list[Outcome]) -> dict[str, Any]:
+    """Median and p90 corner error of the positives that have one (correct top-1, known corners)."""
+    errors = [o.corner_error for o in positives if o.corner_error is not None]
+    return {
+        "n": len(errors),
+        "median": round(float(np.median(errors)), 5) if errors else None,
+        "p90": round(float(np.percentile(errors, 90)), 5) if errors else None,
+    }
+
+
+def stage_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
+    """Per stage, p50/p95 worker time (ms) of the outcomes that have timings."""
+    timed = [o for o in outcomes if o.timings]
+    return {stage: percentiles([o.timings[stage] for o in timed]) for stage in STAGES}
+
+
 def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
     """The report's figures for one set of outcomes (see module doc for definitions)."""
     positives = [o for o in outcomes if o.expected]
     negatives = [o for o in outcomes if not o.expected]
-
-    def recall(group: list[Outcome]) -> dict[str, float]:
-        return rate(sum(o.found == o.expected for o in group), len(group))
-
-    errors = [o.corner_error for o in positives if o.corner_error is not None]
-    timed = [o for o in outcomes if o.timings]
     return {
         "recall_at_1": recall(positives),
-        "recall_by_tier": {
-            t: recall([o for o in positives if o.tier == t]) for t in sorted({o.tier for o in positives})
-        },
-        "recall_by_kind": {
-            k: recall([o for o in positives if o.kind == k]) for k in sorted({o.kind for o in positives})
-        },
-        "wrong_top1": rate(sum(o.found is not None and o.found != o.expected for o in positives), len(positives)),
-        "false_positive": rate(sum(o.found is not None for o in negatives), len(negatives)),
+        "recall_by_tier": {tier: recall(group) for tier, group in grouped(positives, lambda o: o.tier).items()},
+        "recall_by_kind": {kind: recall(group) for kind, group in grouped(positives, lambda o: o.kind).items()},
+        "wrong_top1": wrong_top1(positives),
+        "false_positive": false_positives(negatives),
         "false_positive_by_kind": {
-            k: rate(sum(o.found is not None for o in negatives if o.kind == k), sum(o.kind == k for o in negatives))
-            for k in sorted({o.kind for o in negatives})
+            kind: false_positives(group) for kind, group in grouped(negatives, lambda o: o.kind).items()
         },
-        "corner_error": {
-            "n": len(errors),
-            "median": round(float(np.median(errors)), 5) if errors else None,
-            "p90": round(float(np.percentile(errors, 90)), 5) if errors else None,
-        },
-        "time_ms_all": {s: percentiles([o.timings[s] for o in timed]) for s in STAGES},
-        "time_ms_640x480": {s: percentiles([o.timings[s] for o in timed if o.small]) for s in STAGES},
+        "corner_error": corner_errors(positives),
+        "time_ms_all": stage_times(outcomes),
+        "time_ms_640x480": stage_times([o for o in outcomes if o.small]),
     }
 
 
@@ -228,7 +250,9 @@ def print_table(report: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
     )

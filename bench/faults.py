@@ -14,7 +14,7 @@ client timeout well past the deadline so a request left hanging is seen, not cut
 Each phase lasts until ownership has converged, plus `--settle` seconds. Prints a table and writes
 bench/results/faults.json.
 
-    .venv/bin/python bench/faults.py [--concurrency 6] [--deadline-ms 3000] [--baseline 5] [--settle 3]
+    .venv/bin/python -m bench.faults [--concurrency 6] [--deadline-ms 3000] [--baseline 5] [--settle 3]
 """
 
 from __future__ import annotations
@@ -25,15 +25,20 @@ import platform
 import random
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
-from harness import (
+from rq.registry import StartedJobRegistry
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     Load,
     Outcome,
+    Search,
     bench_data_dir,
     cpu_note,
     index,
@@ -44,12 +49,9 @@ from harness import (
     wait_indexed,
     write_result,
 )
-from rq.registry import StartedJobRegistry
-from tqdm import tqdm
-
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
-from tests.conftest import wait_converged
+from shared.testing.stack import Stack, wait_converged
 
 COLUMNS = [
     ("phase", "phase"),
@@ -103,8 +105,10 @@ def started_jobs(db: redis.Redis, shards: int) -> int:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--references", type=int, default=120, help="references indexed (default %(default)s)")
     parser.add_argument(
         "--collections", type=int, default=8, help="collections the references are spread over (default %(default)s)"
@@ -130,86 +134,123 @@ def main() -> int:
         "--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes (default %(default)s)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    db = redis.Redis.from_url(args.redis_url)
-    db.flushdb()
-    note = cpu_note()
-    deadline_s = args.deadline_ms / 1000
+
+@dataclass
+class Run:
+    """What a run recorded: every request's outcome, when each phase began (and the load ended),
+    seconds to convergence after the join and the kill, and RQ's started-job counts."""
+
+    outcomes: list[Outcome]
+    marks: dict[str, float] = field(default_factory=dict)
+    joined: float = 0.0
+    recovered: float = 0.0
+    jobs_before: int = 0
+    orphaned: int = 0
+
+
+def join(args: argparse.Namespace, stack: Stack, db: redis.Redis, run: Run) -> None:
+    """A third worker starts; waits until ownership has converged on 3, then `--settle` seconds."""
+    run.marks["join"] = time.monotonic()
+    stack.start_worker()
+    run.joined = wait_converged(db, 3, args.shards, args.replicas, args.converge_timeout)
+    tqdm.write(f"join: ownership converged on 3 workers {run.joined:.1f} s after the start")
+    time.sleep(args.settle)
+
+
+def kill(args: argparse.Namespace, stack: Stack, db: redis.Redis, run: Run) -> None:
+    """kill -9 of a worker picked by `--seed`; waits until ownership has converged on the 2 survivors,
+    then `--settle` seconds."""
+    victim = random.Random(args.seed).choice(stack.workers)
+    run.jobs_before = started_jobs(db, args.shards)
+    run.marks["kill"] = time.monotonic()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    run.recovered = wait_converged(db, 2, args.shards, args.replicas, args.converge_timeout)
+    tqdm.write(f"kill -9 pid {victim.pid}: ownership converged on 2 workers {run.recovered:.1f} s later")
+    time.sleep(args.settle)
+
+
+def under_load(args: argparse.Namespace, stack: Stack, db: redis.Redis, searches: list[Search]) -> Run:
+    """The baseline, join and kill phases while a closed loop of clients searches all along."""
+    # A day of seconds: the load ends when told to; the client timeout shows hanging requests.
+    load = Load(stack.url, searches, args.concurrency, 86_400, timeout=args.deadline_ms / 1000 + 30, desc="load")
+    run = Run(load.outcomes)
+    thread = load.in_thread()
+    try:
+        run.marks["baseline"] = time.monotonic()
+        time.sleep(args.baseline)
+        join(args, stack, db, run)
+        kill(args, stack, db, run)
+    finally:
+        load.stop.set()
+        thread.join()
+        run.marks["end"] = time.monotonic()
+    return run
+
+
+def run_bench(args: argparse.Namespace, db: redis.Redis) -> Run:
+    """Starts the cluster on 2 workers, indexes the references, runs the phases, stops the cluster."""
     env = {
         "RECOG_SHARDS": str(args.shards),
         "RECOG_REPLICAS": str(args.replicas),
         "RECOG_DEADLINE_MS": str(args.deadline_ms),
     }
     stack = start_stack(args.redis_url, bench_data_dir("faults"), 2, env=env)
-    marks: dict[str, float] = {}
     try:
         references = photographed_references(args.references)
         catalogue = asyncio.run(index(stack.url, [r.image for r in references], args.collections, args.shards))
         wait_converged(db, 2, args.shards, args.replicas, args.converge_timeout)
         wait_indexed(db, catalogue, args.shards)
-        # A day of seconds: the load ends when told to; the client timeout shows hanging requests.
-        load = Load(
-            stack.url,
-            searches_of(catalogue, references),
-            args.concurrency,
-            86_400,
-            timeout=deadline_s + 30,
-            desc="load",
-        )
-        thread = load.in_thread()
-        try:
-            marks["baseline"] = time.monotonic()
-            time.sleep(args.baseline)
-
-            marks["join"] = time.monotonic()
-            stack.start_worker()
-            joined = wait_converged(db, 3, args.shards, args.replicas, args.converge_timeout)
-            tqdm.write(f"join: ownership converged on 3 workers {joined:.1f} s after the start")
-            time.sleep(args.settle)
-
-            victim = random.Random(args.seed).choice(stack.workers)
-            jobs_before = started_jobs(db, args.shards)
-            marks["kill"] = time.monotonic()
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            recovered = wait_converged(db, 2, args.shards, args.replicas, args.converge_timeout)
-            tqdm.write(f"kill -9 pid {victim.pid}: ownership converged on 2 workers {recovered:.1f} s later")
-            time.sleep(args.settle)
-        finally:
-            load.stop.set()
-            thread.join()
-            marks["end"] = time.monotonic()
+        run = under_load(args, stack, db, searches_of(catalogue, references))
         time.sleep(0.5)  # the survivors finish the last jobs of the stopped load
-        orphaned = started_jobs(db, args.shards)
+        run.orphaned = started_jobs(db, args.shards)
     finally:
         stack.stop()
         db.flushdb()
+    return run
 
-    outcomes = load.outcomes
-    rows = [
-        phase("baseline (2 workers)", outcomes, marks["baseline"], marks["join"], deadline_s, None),
+
+def phase_rows(run: Run, deadline_s: float) -> list[dict[str, Any]]:
+    """One table row per phase, each over the requests answered while it lasted."""
+    marks = run.marks
+    return [
+        phase("baseline (2 workers)", run.outcomes, marks["baseline"], marks["join"], deadline_s, None),
         {
-            **phase("join (2 -> 3)", outcomes, marks["join"], marks["kill"], deadline_s, marks["join"]),
-            "converged_s": round(joined, 2),
+            **phase("join (2 -> 3)", run.outcomes, marks["join"], marks["kill"], deadline_s, marks["join"]),
+            "converged_s": round(run.joined, 2),
         },
         {
-            **phase("kill -9 (3 -> 2)", outcomes, marks["kill"], marks["end"], deadline_s, marks["kill"]),
-            "converged_s": round(recovered, 2),
+            **phase("kill -9 (3 -> 2)", run.outcomes, marks["kill"], marks["end"], deadline_s, marks["kill"]),
+            "converged_s": round(run.recovered, 2),
         },
     ]
-    print(table(rows, COLUMNS))
+
+
+def print_summary(rows: list[dict[str, Any]], run: Run) -> None:
     kill = rows[2]
     print(
-        f"kill: shards served by the 2 survivors as rendezvous hashing wants {recovered:.1f} s after the kill (goal <= 10 s); "
-        f"{kill['failed']} failed request(s) ({kill['busy']} x 503, {kill['timeout']} x 504, {kill['other']} other); "
-        f"{kill['hanging']} left unanswered past deadline + 1 s (goal 0)"
+        f"kill: shards served by the 2 survivors as rendezvous hashing wants {run.recovered:.1f} s after the kill "
+        f"(goal <= 10 s); {kill['failed']} failed request(s) ({kill['busy']} x 503, {kill['timeout']} x 504, "
+        f"{kill['other']} other); {kill['hanging']} left unanswered past deadline + 1 s (goal 0)"
     )
     print(f"join: {rows[1]['failed']} failed request(s) while shards moved to the new worker (goal 0)")
     print(
-        f"RQ started-job registries: {jobs_before} job(s) just before the kill, {orphaned} after recovery "
+        f"RQ started-job registries: {run.jobs_before} job(s) just before the kill, {run.orphaned} after recovery "
         "after the load stopped (what is left there was taken by the killed worker and never answered)"
     )
+
+
+def main() -> int:
+    args = parse_args()
+    db = redis.Redis.from_url(args.redis_url)
+    db.flushdb()
+    note = cpu_note()
+    run = run_bench(args, db)
+    rows = phase_rows(run, args.deadline_ms / 1000)
+    print(table(rows, COLUMNS))
+    print_summary(rows, run)
     result = {
         "bench": "faults",
         "machine": f"{platform.machine()}, {note}",
@@ -219,10 +260,10 @@ def main() -> int:
         "replicas": args.replicas,
         "deadline_ms": args.deadline_ms,
         "concurrency": args.concurrency,
-        "join_converged_s": round(joined, 2),
-        "kill_converged_s": round(recovered, 2),
-        "started_jobs_before_kill": jobs_before,
-        "started_jobs_after_recovery": orphaned,
+        "join_converged_s": round(run.joined, 2),
+        "kill_converged_s": round(run.recovered, 2),
+        "started_jobs_before_kill": run.jobs_before,
+        "started_jobs_after_recovery": run.orphaned,
         "phases": rows,
     }
     write_result(args.out, result)

@@ -19,7 +19,7 @@ real photo) when installed, else async httpx. Measured, each for `--seconds`:
 
 Prints a table and writes bench/results/frontend.json.
 
-    .venv/bin/python bench/frontend.py [--seconds 8] [--connections 64] [--processes 1] [--stubs 1]
+    .venv/bin/python -m bench.frontend [--seconds 8] [--connections 64] [--processes 1] [--stubs 1]
 """
 
 from __future__ import annotations
@@ -39,12 +39,17 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
-from harness import (
+from rq import Queue
+from rq.job import Job
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     CpuMeter,
@@ -56,14 +61,10 @@ from harness import (
     table,
     write_result,
 )
-from rq import Queue
-from rq.job import Job
-from tqdm import tqdm
-
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchReply, decode_job, encode_reply
 from shared.shards import queue_name
-from tests.conftest import ADMIN_KEY
+from shared.testing.stack import ADMIN_KEY
 
 SHARDS = 4
 # wrk's Lua side: count statuses per thread, sum them at the end and print one JSON line.
@@ -79,7 +80,8 @@ function done(summary, latency, requests)
   end
   for k, v in pairs(counts) do table.insert(parts, string.format('"%d": %d', k, v)) end
   local e = summary.errors
-  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
+  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "socket_errors": %d, '
+    .. '"p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(99), table.concat(parts, ", ")))
 end
@@ -90,12 +92,13 @@ local b = "recog-bench-boundary-7d93"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. b
 wrk.body = "--" .. b .. '\\r\\nContent-Disposition: form-data; name="token"\\r\\n\\r\\n' .. %(token)s .. "\\r\\n"
-  .. "--" .. b .. '\\r\\nContent-Disposition: form-data; name="image"; filename="q.jpg"\\r\\nContent-Type: image/jpeg\\r\\n\\r\\n'
+  .. "--" .. b .. '\\r\\nContent-Disposition: form-data; name="image"; filename="q.jpg"\\r\\n'
+  .. 'Content-Type: image/jpeg\\r\\n\\r\\n'
   .. image .. "\\r\\n--" .. b .. "--\\r\\n"
 """
 
 
-# --- the stub worker (runs in a process of its own: `frontend.py --stub-worker URL STATS`) --------
+# --- the stub worker (a process of its own: `python -m bench.frontend --stub-worker URL STATS`) ----
 
 
 def stub_worker(redis_url: str, stats_path: Path) -> None:
@@ -251,8 +254,30 @@ def descendants(pid: int) -> list[int]:
 # --- the bench ------------------------------------------------------------------------------------
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+COLUMNS = [
+    ("run", "run"),
+    ("client", "client"),
+    ("per_second", "req/s"),
+    ("p50", "p50 ms"),
+    ("p99", "p99 ms"),
+    ("statuses", "statuses"),
+    ("api", "api cores"),
+    ("stub", "stub cores"),
+    ("redis", "redis cores"),
+    ("client_cores", "client cores"),
+    ("machine", "machine busy"),
+    ("api_cpu_ms", "api CPU ms/req"),
+]
+DEFINITION = (
+    "added latency = median latency of /v1/search with an instant stub worker minus median latency of "
+    "GET /healthz, both over one keep-alive connection on loopback"
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.frontend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--seconds", type=float, default=8, help="seconds per measurement (default %(default)s; 5 of them)"
     )
@@ -275,7 +300,145 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "frontend.json")
     parser.add_argument("--stub-worker", nargs=2, metavar=("REDIS_URL", "STATS"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def start_stubs(redis_url: str, count: int, work: Path) -> list[subprocess.Popen[bytes]]:
+    """`count` stub workers, each writing its figures to `work/stub-N.json` when it stops."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.frontend", "--stub-worker", redis_url, str(work / f"stub-{n}.json")],
+            cwd=ROOT,
+        )
+        for n in range(count)
+    ]
+
+
+def stop_stubs(stubs: list[subprocess.Popen[bytes]]) -> None:
+    for stub in stubs:
+        stub.terminate()
+    for stub in stubs:
+        stub.wait(timeout=10)
+
+
+def collection_token(url: str) -> str:
+    """The token of a new, empty collection (the stub answers every search with no result)."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+        created = admin.post("/api/v0/collection/", json={"name": f"bench-{uuid.uuid4().hex[:8]}"})
+        tokens = admin.get("/api/v0/token/", params={"collection__uuid": created.json()["uuid"]})
+    return str(tokens.json()["objects"][0]["token"])
+
+
+def wrk_scripts(work: Path, image: bytes, token: str) -> dict[str, Path]:
+    """wrk's Lua scripts in `work`: a bare GET /healthz, and a multipart search with `image`."""
+    (work / "q.jpg").write_bytes(image)
+    scripts = {"healthz": work / "healthz.lua", "search": work / "search.lua"}
+    scripts["healthz"].write_text(_WRK_REPORT)
+    scripts["search"].write_text(
+        _WRK_MULTIPART % {"image": json.dumps(str(work / "q.jpg")), "token": json.dumps(token)} + _WRK_REPORT
+    )
+    return scripts
+
+
+def measure(
+    args: argparse.Namespace, url: str, pids: dict[str, list[int]], work: Path, token: str, image: bytes
+) -> dict[str, dict[str, Any]]:
+    """/healthz and /v1/search on one connection and on `--connections`, with the chosen client,
+    then the httpx client's own ceiling on /healthz."""
+    scripts = wrk_scripts(work, image, token) if args.client == "wrk" else {}
+    paths = {"healthz": "/healthz", "search": "/v1/search"}
+    plan = [(f"{kind} x{conns}", kind, conns) for conns in (1, args.connections) for kind in ("healthz", "search")]
+    runs: dict[str, dict[str, Any]] = {}
+    for label, kind, conns in tqdm(plan, desc="measurements", unit="run"):
+        if args.client == "wrk":
+            threads = min(args.wrk_threads, conns)
+            runs[label] = wrk(url + paths[kind], scripts[kind], args.seconds, conns, threads, pids)
+        else:
+            query = image if kind == "search" else b""
+            runs[label] = httpx_client(url, paths[kind], args.seconds, conns, pids, token, query)
+        runs[label]["client"] = args.client
+    runs[f"healthz x{args.connections} (httpx ceiling)"] = {
+        **httpx_client(url, "/healthz", args.seconds, args.connections, pids),
+        "client": "httpx",
+    }
+    return runs
+
+
+def run_bench(
+    args: argparse.Namespace, db: redis.Redis, work: Path, image: bytes
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Starts the API and the stub workers, measures, stops them; the runs and the stubs' own figures."""
+    stack = start_stack(args.redis_url, bench_data_dir("frontend"), 0, args.processes, {"RECOG_SHARDS": str(SHARDS)})
+    stubs = start_stubs(args.redis_url, args.stubs, work)
+    try:
+        stack.wait_ready(timeout=30)
+        token = collection_token(stack.url)
+        pids = {"api": descendants(stack.processes[0].pid), "stub": [s.pid for s in stubs], "redis": redis_pid(db)}
+        runs = measure(args, stack.url, pids, work, token, image)
+    finally:
+        stop_stubs(stubs)
+        stack.stop()
+        db.flushdb()
+    return runs, [json.loads(p.read_text()) for p in sorted(work.glob("stub-*.json"))]
+
+
+def row(label: str, run: dict[str, Any]) -> dict[str, Any]:
+    """One line of the table: a run's rate, latency, statuses and the cores each process used."""
+    cores = run["cores"]
+    return {
+        "run": label,
+        "client": run["client"],
+        "per_second": run["per_second"],
+        "p50": run["latency_ms_p50"],
+        "p99": run["latency_ms_p99"],
+        "statuses": " ".join(f"{k}:{v}" for k, v in sorted(run["statuses"].items())),
+        "api": cores["api"],
+        "stub": cores["stub"],
+        "redis": cores["redis"],
+        "client_cores": cores["client"],
+        "machine": run["machine_busy"],
+        "api_cpu_ms": round(run["cpu_seconds"]["api"] * 1000 / run["requests"], 3) if run["requests"] else None,
+    }
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The headline figures, from the runs: what the summary lines and the JSON report say."""
+
+    per_process: float  # searches per second per API process, at `--connections`
+    api_ms: float  # API CPU ms per search, at `--connections`
+    added: float  # median /v1/search minus median /healthz, one connection, ms
+    stub_ms: float | None  # the first stub's median ms per job
+
+
+def figures(runs: dict[str, dict[str, Any]], args: argparse.Namespace, stub_stats: list[dict[str, Any]]) -> Figures:
+    search = runs[f"search x{args.connections}"]
+    return Figures(
+        per_process=search["per_second"] / args.processes,
+        api_ms=search["cpu_seconds"]["api"] * 1000 / max(search["requests"], 1),
+        added=runs["search x1"]["latency_ms_p50"] - runs["healthz x1"]["latency_ms_p50"],
+        stub_ms=stub_stats[0]["ms_p50"] if stub_stats else None,
+    )
+
+
+def summary_lines(runs: dict[str, dict[str, Any]], args: argparse.Namespace, found: Figures) -> list[str]:
+    search = runs[f"search x{args.connections}"]
+    one_search, one_healthz = runs["search x1"]["latency_ms_p50"], runs["healthz x1"]["latency_ms_p50"]
+    return [
+        f"searches per second per API process: {found.per_process:.0f} (goal >= 2,000); the API process used "
+        f"{search['cores']['api']:.2f} cores for it, {found.api_ms:.2f} CPU ms per search, i.e. at most "
+        f"{1000 / found.api_ms:.0f} searches/s per fully busy core"
+        if found.api_ms
+        else "no searches measured",
+        f"added latency per search: {found.added:.2f} ms (goal <= 1 ms) = median /v1/search {one_search:.2f} ms"
+        f" - median /healthz {one_healthz:.2f} ms, one connection; the stub's own median per job: {found.stub_ms} ms",
+        f"whole machine busy during the search run: {search['machine_busy']:.0%} "
+        f"({os.cpu_count()} cores, other processes included)",
+    ]
+
+
+def main() -> int:
+    args = parse_args()
     if args.stub_worker:
         stub_worker(args.stub_worker[0], Path(args.stub_worker[1]))
         return 0
@@ -284,106 +447,15 @@ def main() -> int:
     db.flushdb()
     note = cpu_note()
     work = Path(tempfile.mkdtemp(prefix="recog-frontend-"))
-    stack = start_stack(args.redis_url, bench_data_dir("frontend"), 0, args.processes, {"RECOG_SHARDS": str(SHARDS)})
-    stubs = [
-        subprocess.Popen([sys.executable, __file__, "--stub-worker", args.redis_url, str(work / f"stub-{n}.json")])
-        for n in range(args.stubs)
-    ]
-    runs: dict[str, dict[str, Any]] = {}
+    image = query_images()[2]
     try:
-        stack.wait_ready(timeout=30)
-        with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
-            collection = admin.post("/api/v0/collection/", json={"name": f"bench-{uuid.uuid4().hex[:8]}"}).json()[
-                "uuid"
-            ]
-            token = admin.get("/api/v0/token/", params={"collection__uuid": collection}).json()["objects"][0]["token"]
-        image = query_images()[2]
-        (work / "q.jpg").write_bytes(image)
-        scripts = {"healthz": work / "healthz.lua", "search": work / "search.lua"}
-        scripts["healthz"].write_text(_WRK_REPORT)
-        scripts["search"].write_text(
-            _WRK_MULTIPART % {"image": json.dumps(str(work / "q.jpg")), "token": json.dumps(token)} + _WRK_REPORT
-        )
-        pids = {"api": descendants(stack.processes[0].pid), "stub": [s.pid for s in stubs], "redis": redis_pid(db)}
-        paths = {"healthz": "/healthz", "search": "/v1/search"}
-        plan = [(f"{kind} x{conns}", kind, conns) for conns in (1, args.connections) for kind in ("healthz", "search")]
-        for label, kind, conns in tqdm(plan, desc="measurements", unit="run"):
-            if args.client == "wrk":
-                runs[label] = wrk(
-                    stack.url + paths[kind], scripts[kind], args.seconds, conns, min(args.wrk_threads, conns), pids
-                )
-            else:
-                runs[label] = httpx_client(
-                    stack.url, paths[kind], args.seconds, conns, pids, token, image if kind == "search" else b""
-                )
-            runs[label]["client"] = args.client
-        runs[f"healthz x{args.connections} (httpx ceiling)"] = {
-            **httpx_client(stack.url, "/healthz", args.seconds, args.connections, pids),
-            "client": "httpx",
-        }
+        runs, stub_stats = run_bench(args, db, work, image)
     finally:
-        for stub in stubs:
-            stub.terminate()
-        for stub in stubs:
-            stub.wait(timeout=10)
-        stack.stop()
-        db.flushdb()
-    stub_stats = [json.loads(p.read_text()) for p in sorted(work.glob("stub-*.json"))]
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
-    rows = []
-    for label, run in runs.items():
-        cores = run["cores"]
-        rows.append(
-            {
-                "run": label,
-                "client": run["client"],
-                "per_second": run["per_second"],
-                "p50": run["latency_ms_p50"],
-                "p99": run["latency_ms_p99"],
-                "statuses": " ".join(f"{k}:{v}" for k, v in sorted(run["statuses"].items())),
-                "api": cores["api"],
-                "stub": cores["stub"],
-                "redis": cores["redis"],
-                "client_cores": cores["client"],
-                "machine": run["machine_busy"],
-                "api_cpu_ms": round(run["cpu_seconds"]["api"] * 1000 / run["requests"], 3) if run["requests"] else None,
-            }
-        )
-    print(
-        table(
-            rows,
-            [
-                ("run", "run"),
-                ("client", "client"),
-                ("per_second", "req/s"),
-                ("p50", "p50 ms"),
-                ("p99", "p99 ms"),
-                ("statuses", "statuses"),
-                ("api", "api cores"),
-                ("stub", "stub cores"),
-                ("redis", "redis cores"),
-                ("client_cores", "client cores"),
-                ("machine", "machine busy"),
-                ("api_cpu_ms", "api CPU ms/req"),
-            ],
-        )
-    )
-    search = runs[f"search x{args.connections}"]
-    added = runs["search x1"]["latency_ms_p50"] - runs["healthz x1"]["latency_ms_p50"]
-    api_ms = search["cpu_seconds"]["api"] * 1000 / max(search["requests"], 1)
-    per_process = search["per_second"] / args.processes
-    stub_ms = stub_stats[0]["ms_p50"] if stub_stats else None
-    lines = [
-        f"searches per second per API process: {per_process:.0f} (goal >= 2,000); the API process used "
-        f"{search['cores']['api']:.2f} cores for it, {api_ms:.2f} CPU ms per search, i.e. at most "
-        f"{1000 / api_ms:.0f} searches/s per fully busy core"
-        if api_ms
-        else "no searches measured",
-        f"added latency per search: {added:.2f} ms (goal <= 1 ms) = median /v1/search {runs['search x1']['latency_ms_p50']:.2f} ms"
-        f" - median /healthz {runs['healthz x1']['latency_ms_p50']:.2f} ms, one connection; the stub's own median per job: {stub_ms} ms",
-        f"whole machine busy during the search run: {search['machine_busy']:.0%} ({os.cpu_count()} cores, other processes included)",
-    ]
+    print(table([row(label, run) for label, run in runs.items()], COLUMNS))
+    found = figures(runs, args, stub_stats)
+    lines = summary_lines(runs, args, found)
     print("\n".join(lines))
     result = {
         "bench": "frontend",
@@ -394,12 +466,11 @@ def main() -> int:
         "seconds": args.seconds,
         "client": args.client,
         "query_bytes": len(image),
-        "definition": "added latency = median latency of /v1/search with an instant stub worker minus median latency of "
-        "GET /healthz, both over one keep-alive connection on loopback",
-        "searches_per_second_per_process": round(per_process, 1),
-        "api_cpu_ms_per_search": round(api_ms, 3),
-        "added_latency_ms": round(added, 3),
-        "stub_ms_per_job_p50": stub_ms,
+        "definition": DEFINITION,
+        "searches_per_second_per_process": round(found.per_process, 1),
+        "api_cpu_ms_per_search": round(found.api_ms, 3),
+        "added_latency_ms": round(found.added, 3),
+        "stub_ms_per_job_p50": found.stub_ms,
         "stub_jobs": [s["jobs"] for s in stub_stats],
         "runs": runs,
         "summary": lines,

@@ -1,6 +1,6 @@
 """What the benches share: pictures, a stack of real processes, indexing, a load loop, figures.
 
-The stack is the tests' own (`tests.conftest.Stack`): one `recog serve` and `recog worker`
+The stack is the tests' own (`shared.testing.stack.Stack`): one `recog serve` and `recog worker`
 processes on a Redis database the bench may flush. Loads are closed loops over loopback: a fixed
 number of async httpx clients, each sending its next multipart search when the last one is
 answered, until a time (and optionally a request count) runs out.
@@ -14,7 +14,6 @@ import math
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,15 +26,13 @@ import numpy as np
 import redis
 from tqdm import tqdm
 
+from shared import keys
+from shared.heartbeats import live_serving
+from shared.shards import shard_of
+from shared.testing import imagegen  # the same generator the tests use
+from shared.testing.stack import ADMIN_KEY, Stack, stack_env, start_api
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared import keys  # noqa: E402
-from shared.heartbeats import live_serving  # noqa: E402
-from shared.shards import shard_of  # noqa: E402
-from tests import imagegen  # noqa: E402  (the same generator the tests use)
-from tests.conftest import ADMIN_KEY, Stack, stack_env, start_api  # noqa: E402
-
 DEV = ROOT.parent / "shared" / "data" / "recognition-dev"
 # The database the load, fault and front-end benches flush (before and after a run).
 BENCH_REDIS_URL = os.environ.get("RECOG_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")

@@ -10,13 +10,14 @@ loopback) for `--seconds`. Scaling efficiency is throughput(N) / (N x throughput
 CPU use of the workers, the API and the whole machine is measured for each point, so a curve that
 flattens can be read against the cores there are. Prints a table and writes bench/results/load.json.
 
-    .venv/bin/python bench/load.py [--workers 1,2,3,4] [--concurrency 8] [--seconds 20]
+    .venv/bin/python -m bench.load [--workers 1,2,3,4] [--concurrency 8] [--seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import time
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from harness import (
+from tqdm import tqdm
+
+from bench.harness import (
     BENCH_REDIS_URL,
     ROOT,
     CpuMeter,
@@ -41,9 +44,7 @@ from harness import (
     wait_indexed,
     write_result,
 )
-from tqdm import tqdm
-
-from tests.conftest import wait_converged
+from shared.testing.stack import wait_converged
 
 COLUMNS = [
     ("workers", "workers"),
@@ -71,21 +72,23 @@ def observation(points: list[dict[str, Any]]) -> str:
     """What the curve shows, from the figures: the efficiency per N and where it stops growing."""
     parts = [f"N={p['workers']}: {p['efficiency']:.2f}" for p in points]
     lines = [f"scaling efficiency (throughput(N) / (N x throughput(1))): {', '.join(parts)}"]
-    for before, after in zip(points, points[1:], strict=False):
+    for before, after in itertools.pairwise(points):
         gain = after["per_second"] / before["per_second"] - 1 if before["per_second"] else 0.0
         lines.append(
             f"  {before['workers']} -> {after['workers']} workers: throughput {gain:+.0%}, "
             f"workers used {before['worker_cores']} -> {after['worker_cores']} cores"
         )
     lines.append(
-        f"this machine has {os.cpu_count()} cores; the whole machine was {max(p['machine_busy'] for p in points):.0%} busy "
-        "at the busiest point (other processes included)"
+        f"this machine has {os.cpu_count()} cores; the whole machine was "
+        f"{max(p['machine_busy'] for p in points):.0%} busy at the busiest point (other processes included)"
     )
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--workers", type=worker_counts, default=[1, 2, 3, 4], help="worker counts to measure (default 1,2,3,4)"
     )

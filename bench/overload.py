@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -153,7 +154,7 @@ def main() -> int:
             clients = args.base_clients * factor
             with CpuMeter(pids) as cpu:
                 started = time.monotonic()
-                outcomes, counted = commands_per_search(db, lambda c=clients, d=label: load(c, args.seconds, desc=d))
+                outcomes, counted = commands_per_search(db, functools.partial(load, clients, args.seconds, desc=label))
                 figures = point(outcomes, time.monotonic() - started)
             if label == "2x":
                 high = counted

@@ -2,10 +2,10 @@
 
 For each size N (default 1k, 10k, 100k references) one fresh process, pinned to one CPU core, indexes
 the dev set's references and distractors plus generated filler pictures up to N
-(`tests/imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
+(`shared.testing.imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
 service's own code), then runs every dev query through `recognize`.
 
-    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
+    .venv/bin/python -m bench.scale [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
 
 - Filler features (`extract_reference`, as an upload makes them) are extracted once and cached in
   bench/results/cache/ (chunks of 1,000 pictures, ~100 MB each; the key hashes two probe fillers'
@@ -28,6 +28,7 @@ Writes bench/results/scale.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import functools
 import gc
@@ -35,7 +36,6 @@ import hashlib
 import json
 import multiprocessing
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -44,16 +44,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise
+from shared.testing import imagegen
+from workers.decode import decode_gray
+from workers.features import Features, extract_reference
+from workers.index import CollectionIndex
+from workers.snapshots import Snapshots
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise  # noqa: E402
-from tests import imagegen  # noqa: E402
-from workers.decode import decode_gray  # noqa: E402
-from workers.features import Features, extract_reference  # noqa: E402
-from workers.index import CollectionIndex  # noqa: E402
-from workers.snapshots import Snapshots  # noqa: E402
-
 CACHE = ROOT / "bench" / "results" / "cache"
 OUT = ROOT / "bench" / "results" / "scale.json"
 CHUNK = 1000  # filler pictures per cache file
@@ -127,10 +125,8 @@ def release_freed_memory() -> None:
     and at 100k references the dropped index would otherwise leave no room to page in the
     memory-mapped one."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim
 
 
 def rss_anon() -> int:
@@ -218,12 +214,15 @@ def print_row(row: dict[str, Any]) -> None:
     print(
         f"{row['references']:>8} {row['build_s']:>8.1f} {row['memory_bytes_per_reference_rss_anon'] / 1024:>9.1f} "
         f"{t['total']['p50']:>7.1f} {t['total']['p95']:>7.1f} {t['search']['p50']:>7.1f} {t['verify']['p50']:>7.1f} "
-        f"{row['recall_at_1']['rate']:>7.3f} ({tiers}) {row['wrong_top1']['rate']:>6.3f} {row['false_positive']['rate']:>6.3f}"
+        f"{row['recall_at_1']['rate']:>7.3f} ({tiers}) {row['wrong_top1']['rate']:>6.3f} "
+        f"{row['false_positive']['rate']:>6.3f}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated reference counts")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--jobs", type=int, default=2, help="processes for making the filler cache")
@@ -236,19 +235,23 @@ def main() -> None:
         with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: RSS starts clean
             rows.append(pool.apply(measure, (size, args.dataset)))
     print(
-        f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} {'recall@1':>7} {'wrong':>6} {'FP':>6}"
+        f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} "
+        f"{'recall@1':>7} {'wrong':>6} {'FP':>6}"
     )
     for row in rows:
         print_row(row)
     print("(one core; latency on 640x480 queries; KB/ref = RssAnon growth / refs; recall over all dev positives)")
     print(
-        f"\n{'refs':>8} {'save s':>7} {'open s':>7} {'disk KB/ref':>11} {'anon KB/ref':>11} {'p50 ms':>7} {'search':>7} {'recall@1':>8}"
+        f"\n{'refs':>8} {'save s':>7} {'open s':>7} {'disk KB/ref':>11} {'anon KB/ref':>11} {'p50 ms':>7} "
+        f"{'search':>7} {'recall@1':>8}"
     )
     for row in rows:
         p = row["persisted"]
         print(
-            f"{row['references']:>8} {p['save_s']:>7.2f} {p['open_s']:>7.3f} {p['disk_bytes_per_reference'] / 1024:>11.1f} "
-            f"{p['memory_bytes_per_reference_rss_anon_when_opened'] / 1024:>11.1f} {p['time_ms_640x480_total']['p50']:>7.1f} "
+            f"{row['references']:>8} {p['save_s']:>7.2f} {p['open_s']:>7.3f} "
+            f"{p['disk_bytes_per_reference'] / 1024:>11.1f} "
+            f"{p['memory_bytes_per_reference_rss_anon_when_opened'] / 1024:>11.1f} "
+            f"{p['time_ms_640x480_total']['p50']:>7.1f} "
             f"{p['time_ms_640x480_search']['p50']:>7.1f} {p['recall_at_1']['rate']:>8.3f}"
         )
     print("(the saved index opened memory-mapped, warm page cache; anon KB/ref excludes the mapped file pages)")

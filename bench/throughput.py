@@ -5,7 +5,7 @@ Starts its own API process and worker(s) on a Redis database of its own, indexes
 generated pictures), then drives /v1/search with real multipart uploads from a few concurrent
 clients. Prints the figures and writes them to bench/results/throughput.json.
 
-    .venv/bin/python bench/throughput.py [--images 1000] [--workers 1] [--concurrency 4] [--seconds 30]
+    .venv/bin/python -m bench.throughput [--images 1000] [--workers 1] [--concurrency 4] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import redis
-from harness import (
+
+from bench.harness import (
     ROOT,
     Load,
     Search,
@@ -34,7 +35,9 @@ from harness import (
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)

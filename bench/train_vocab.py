@@ -5,9 +5,9 @@ per-bit majority): `--groups` coarse centroids over every training descriptor, t
 group as many words as its share of the descriptors (65,536 in all by default), trained on the
 group's own descriptors. Training descriptors are what the index stores (`extract_reference`) of
 the dev set's references and distractors, never its queries, plus `--generated` pictures of
-`tests.imagegen` so the words are not only those of the dev set's pictures.
+`shared.testing.imagegen` so the words are not only those of the dev set's pictures.
 
-    .venv/bin/python bench/train_vocab.py ../shared/data/recognition-dev --groups 64 --words 4096
+    .venv/bin/python -m bench.train_vocab ../shared/data/recognition-dev --groups 64 --words 4096
 
 takes ~2 min on one core. `--regroup FLAT.npy` instead groups an existing flat (K, 32) vocabulary
 with faiss's binary k-means, as the loader of the flat v1 file did at every start-up.
@@ -24,7 +24,6 @@ recall@1 0.898; a 4,096-word tree trained here 0.878. 16,384 words (5 probed) an
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import imagegen
+from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import extract_reference
 from workers.vocabulary import VOCABULARY_PATH
@@ -73,7 +71,7 @@ def shares(counts: np.ndarray, total: int) -> np.ndarray:
     """Words per group: proportional to its descriptors, at least 1, never more than its descriptors,
     summing to `total` (largest remainders first)."""
     exact = counts / counts.sum() * total
-    words = np.clip(np.floor(exact).astype(np.int64), 1, counts)
+    words: np.ndarray = np.clip(np.floor(exact).astype(np.int64), 1, counts)
     for group in np.argsort(-(exact - np.floor(exact))):
         if words.sum() >= total:
             break
@@ -100,18 +98,27 @@ def regroup(flat: np.ndarray, groups: int) -> dict[str, np.ndarray]:
     ivf = faiss.IndexBinaryIVF(quantizer, flat.shape[1] * 8, groups)
     ivf.train(flat)
     ivf.add(flat)
-    coarse = faiss.vector_to_array(quantizer.xb).reshape(groups, -1)
+    coarse = faiss.vector_to_array(quantizer.xb).reshape(groups, -1)  # type: ignore[attr-defined]  # SWIG, unstubbed
     members = [faiss.rev_swig_ptr(ivf.invlists.get_ids(g), ivf.invlists.list_size(g)).copy() for g in range(groups)]
     starts = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     return {"coarse": coarse, "words": flat[np.concatenate(members)], "starts": starts}
 
 
+def save(path: Path, tree: dict[str, np.ndarray]) -> None:
+    """The tree as the loader reads it: one .npz with its coarse centroids, words and group starts."""
+    np.savez(path, coarse=tree["coarse"], words=tree["words"], starts=tree["starts"])
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_vocab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dev_set", type=Path)
     parser.add_argument("--groups", type=int, default=256)
     parser.add_argument("--words", type=int, default=65536)
-    parser.add_argument("--generated", type=int, default=300, help="tests.imagegen pictures added to the training set")
+    parser.add_argument(
+        "--generated", type=int, default=300, help="shared.testing.imagegen pictures added to the training set"
+    )
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -122,15 +129,16 @@ def main() -> None:
     started = time.perf_counter()
     if args.regroup:
         tree = regroup(np.load(args.regroup), args.groups)
-        np.savez(args.out, **tree)
+        save(args.out, tree)
         print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words")
         return
     data = descriptors(args.dev_set, args.generated)
     print(f"{len(data)} descriptors in {time.perf_counter() - started:.0f} s")
     tree = train(data, args.groups, args.words, args.iterations, args.seed)
-    np.savez(args.out, **tree)
+    save(args.out, tree)
     print(
-        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, in {time.perf_counter() - started:.0f} s"
+        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, "
+        f"in {time.perf_counter() - started:.0f} s"
     )
 
 

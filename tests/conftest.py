@@ -4,83 +4,23 @@ The suite starts a `redis-server` of its own (the machine's, else the one the re
 on a free port with its data in a temporary directory, and stops it at the end: running the tests
 never touches a Redis it did not start. RECOG_TEST_REDIS_URL points the suite at another Redis
 instead; the tests then flush the databases they use there (the URL's own and a few others).
+
+The helpers these fixtures use to start processes are in `shared.testing.stack`, where the benches
+find them too.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
-from shared.heartbeats import live_serving
 from shared.launcher import PrivateRedis, find_redis_server
-from shared.ownership import owners
+from shared.testing.stack import Stack, serving, stack_env
 
 TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "")
-ADMIN_KEY = "test-admin-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def recog_command() -> list[str]:
-    script = Path(sys.executable).with_name("recog")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "shared.cli"]
-
-
-@dataclass
-class Stack:
-    """A running API process and its workers; `url` is where to send requests."""
-
-    url: str
-    env: dict[str, str]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-    def admin(self) -> httpx.Client:
-        return self.client(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-
-    def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([*recog_command(), "worker"], env={**self.env, **extra_env})
-        self.workers.append(proc)
-        return proc
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the stack did not become ready")
-
-    def stop(self) -> None:
-        for proc in [*self.workers, *self.processes]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers, *self.processes]:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -108,92 +48,11 @@ def _flushed(url: str) -> Iterator[str]:
     connection.close()
 
 
-def stack_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_")}
-    env.update(
-        REDIS_URL=redis_url,
-        RECOG_DATA_DIR=str(data_dir),
-        RECOG_ADMIN_API_KEY=ADMIN_KEY,
-        RECOG_SHARDS="4",
-        RECOG_LOG_LEVEL="WARNING",
-    )
-    env.update(extra)
-    return env
-
-
-def start_api(env: dict[str, str], processes: int = 1) -> Stack:
-    """`recog serve` (with `processes` uvicorn processes) on a free port; returns once it answers
-    /healthz."""
-    port = free_port()
-    command = [*recog_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--processes", str(processes)]
-    api = subprocess.Popen(command, env=env)
-    running = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[api])
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        try:
-            httpx.get(f"{running.url}/healthz", timeout=1)
-            return running
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    running.stop()
-    raise RuntimeError("the API process did not answer /healthz within 30 s")
-
-
-@contextmanager
-def private_db(redis_url: str, db: int) -> Iterator[redis.Redis]:
-    """Database `db` of the test Redis, empty before and after (tests that must not see each
-    other's jobs, or the main stack's worker, use one of their own)."""
-    connection = redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{db}")
-    connection.flushdb()
-    try:
-        yield connection
-    finally:
-        connection.flushdb()
-        connection.close()
-
-
-def db_url(connection: redis.Redis) -> str:
-    kwargs = connection.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
-
-
-@contextmanager
-def serving(env: dict[str, str], processes: int = 1) -> Iterator[Stack]:
-    """The API and one worker, ready (every shard has a live worker); stopped on exit."""
-    running = start_api(env, processes)
-    try:
-        running.start_worker()
-        running.wait_ready()
-        yield running
-    finally:
-        running.stop()
-
-
 @pytest.fixture(scope="session")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API + one worker serving every shard, like `recog up --workers 1`."""
     with serving(stack_env(redis_url, tmp_path_factory.mktemp("stack-data"), RECOG_DEADLINE_MS="8000")) as running:
         yield running
-
-
-def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool:
-    """Every shard is served by exactly the owners rendezvous hashing picks among `workers` live ones."""
-    live = live_serving(db)
-    if len(live) != workers:
-        return False
-    return all(
-        {w for w, served in live.items() if s in served} == set(owners(s, live, replicas)) for s in range(shards)
-    )
-
-
-def wait_converged(db: redis.Redis, workers: int, shards: int, replicas: int, timeout: float) -> float:
-    """Seconds until `converged`; raises RuntimeError after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if converged(db, workers, shards, replicas):
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise RuntimeError(f"shards did not settle on {workers} workers within {timeout} s: {live_serving(db)}")
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ import httpx
 import pytest
 import redis
 
+from api.admission import REFRESH_SECONDS as ADMISSION_REFRESH_SECONDS
 from shared import keys
 from shared.queues import queue_key
 from shared.shards import shard_of
-from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, stack_env, start_api
+from shared.testing import imagegen
+from shared.testing.stack import Stack, db_url, private_db, stack_env, start_api
+from shared.testing.wait import wait_until
 from tests.stackclient import error_code, make_collection, search
 
 DEADLINE_MS = 1500
@@ -42,8 +44,8 @@ def stalled(db: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @contextmanager
-def hung_worker(db: redis.Redis) -> Iterator[None]:
-    """A heartbeat for every shard from a worker that never takes a job."""
+def hung_worker(db: redis.Redis, api: Stack) -> Iterator[None]:
+    """A heartbeat for every shard from a worker that never takes a job, seen by `api`'s admission."""
     stop = threading.Event()
     name = "hung-worker"
 
@@ -56,7 +58,14 @@ def hung_worker(db: redis.Redis) -> Iterator[None]:
     thread = threading.Thread(target=beat)
     thread.start()
     try:
-        time.sleep(0.6)  # past the front end's snapshot refresh
+        wait_until(
+            lambda: httpx.get(f"{api.url}/readyz").status_code == 200,
+            10,
+            "the API reads a live worker for every shard from the hung worker's heartbeat",
+        )
+        # Admission reuses its read of the shards' workers for this long; nothing shows when a read
+        # taken before the heartbeat expires, so wait it out.
+        time.sleep(ADMISSION_REFRESH_SECONDS)
         yield
     finally:
         stop.set()
@@ -82,18 +91,23 @@ def test_no_live_worker_is_503_at_once(stalled: Stack) -> None:
 
 def test_hung_worker_is_504_by_the_deadline_and_503_when_in_flight_is_full(stalled: Stack, db: redis.Redis) -> None:
     with stalled.admin() as admin:
-        _, token = make_collection(admin)
+        collection, token = make_collection(admin)
     first: list[httpx.Response] = []
 
     def waiting_search() -> None:
         with stalled.client() as client:
             first.append(search(client, token, query()))
 
-    with hung_worker(db):
+    with hung_worker(db, stalled):
         started = time.monotonic()
         thread = threading.Thread(target=waiting_search)
         thread.start()
-        time.sleep(DEADLINE_MS / 3000)  # the first search is now waiting for a worker
+        # Within half the deadline, so the second search comes while the first still holds the slot.
+        wait_until(
+            lambda: db.llen(queue_key(shard_of(collection, SHARDS))) > 0,
+            DEADLINE_MS / 2000,
+            "the first search is queued for the hung worker (holding the one in-flight slot)",
+        )
         with stalled.client() as client:
             busy = search(client, token, query())
         thread.join()
@@ -114,7 +128,7 @@ def test_searches_in_flight_from_other_processes_count_against_the_limit(stalled
     db.zadd(keys.shard_in_flight(shard), leases)
     db.zadd(keys.IN_FLIGHT, leases)
     try:
-        with hung_worker(db), stalled.client() as client:
+        with hung_worker(db, stalled), stalled.client() as client:
             started = time.monotonic()
             response = search(client, token, query())
             assert db.llen(queue_key(shard)) == 0

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests import imagegen
-from tests.conftest import ADMIN_KEY, Stack
+from shared.testing import imagegen
+from shared.testing.stack import ADMIN_KEY, Stack
+from shared.testing.wait import wait_until
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # 2018 code: invalid escape sequences in its regexes
@@ -50,10 +51,14 @@ def test_management_and_search_through_the_official_client(client: ModuleType, t
     image = client.create_image(ADMIN_KEY, item["uuid"], str(reference))
     assert image["item"] == item["uuid"]
     assert client.update_item(ADMIN_KEY, item["uuid"], name="cover v2") is True
-    time.sleep(1.0)
 
-    # Grayscale JPEG, shorter side 240 px, v2, bbox as a string: what the client really sends.
-    found = client.search(token, str(query), bbox=True, embed_custom=True)
+    def answer_with_results() -> dict[str, Any] | None:
+        # Grayscale JPEG, shorter side 240 px, v2, bbox as a string: what the client really sends.
+        answer: dict[str, Any] = client.search(token, str(query), bbox=True, embed_custom=True)
+        return answer if answer["results"] else None
+
+    # The contract: searchable within 1 s of the upload's 201.
+    found = wait_until(answer_with_results, 1.0, "the uploaded reference is found through the client")
     assert [r["item"]["uuid"] for r in found["results"]] == [item["uuid"]]
     result = found["results"][0]
     assert result["image"] == image["uuid"]

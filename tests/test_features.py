@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shared.errors import CodecError, ImageNoDetails, ImageNotLoaded
-from tests import imagegen
+from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract, extract_reference, recognisability, require_details
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shared.errors import ImageNoDetails
-from tests import imagegen
+from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract, extract_reference
 from workers.index import CollectionIndex, IncompatibleIndex, Match

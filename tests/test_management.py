@@ -19,8 +19,8 @@ from shared import keys
 from shared.codec import decode_event, decode_feature_record
 from shared.config import Settings
 from shared.shards import shard_of
-from tests import imagegen
-from tests.conftest import db_url, private_db
+from shared.testing import imagegen
+from shared.testing.stack import db_url, private_db
 from workers.tuning import extraction_id
 
 KEY = "management-test-key"

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import redis
 
-from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, serving, stack_env, wait_converged
+from shared.testing import imagegen
+from shared.testing.stack import Stack, db_url, private_db, serving, stack_env, wait_converged
 from tests.stackclient import add_reference, error_code, make_collection, search
 
 SHARDS = 4

@@ -9,21 +9,25 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import redis
 
-from tests import imagegen
-from tests.conftest import Stack, db_url, private_db, serving, stack_env, wait_converged
+from shared.testing import imagegen
+from shared.testing.stack import Stack, db_url, private_db, serving, stack_env, wait_converged
+from shared.testing.wait import wait_until
 from tests.stackclient import add_reference, make_collection, search
 
 SHARDS = 8
 REPLICAS = 2
 DEADLINE_MS = 3000
+FRESH_SECONDS = 1.0  # the contract: a new reference is searchable within 1 s of its 201
+ROUND_SECONDS = 30.0  # a generous bound for one search of every collection while shards move
 
 
 @pytest.fixture
@@ -61,6 +65,22 @@ class Traffic:
                     ]
                     self.outcomes.append((response.status_code, found, time.monotonic() - started))
 
+    def round_answered(self, what: str) -> None:
+        """Waits until every collection has been searched by a request sent from now on (the one in
+        flight now may have been sent before: one more than a round)."""
+        target = len(self.outcomes) + len(self.queries) + 1
+        wait_until(lambda: len(self.outcomes) >= target, ROUND_SECONDS, what)
+
+
+def finds(client: httpx.Client, token: str, photo: bytes, item: str) -> Callable[[], bool]:
+    """A check that the search is answered with the item, alone: what `Traffic` counts as right."""
+
+    def check() -> bool:
+        response = search(client, token, photo)
+        return response.status_code == 200 and [r["item"]["uuid"] for r in response.json()["results"]] == [item]
+
+    return check
+
 
 def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: Stack, db: redis.Redis) -> None:
     corners = np.array([[100, 60], [540, 90], [90, 430], [560, 410]], dtype=np.float32)
@@ -71,7 +91,9 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
             item, _ = add_reference(admin, collection, imagegen.encode_jpeg(imagegen.textured(seed, 480, 360), 92))
             photo = imagegen.place(imagegen.clutter(seed, 640, 480), imagegen.textured(seed, 480, 360), corners)
             queries.append((token, imagegen.encode_jpeg(photo, 88), item))
-    time.sleep(1.0)
+    with cluster.client() as client:
+        for n, (token, query, item) in enumerate(queries):
+            wait_until(finds(client, token, query, item), FRESH_SECONDS, f"reference {n + 1} of 6 is searchable")
     traffic = Traffic(cluster, queries)
     thread = threading.Thread(target=traffic.run)
     thread.start()
@@ -80,7 +102,7 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
         cluster.start_worker()
         cluster.start_worker()
         wait_converged(db, 3, SHARDS, REPLICAS, timeout=30)
-        time.sleep(1.0)
+        traffic.round_answered("every collection searched once ownership converged on 3 workers")
         joined = len(traffic.outcomes)
         assert joined > 0
         assert all(status == 200 and found for status, found, _ in traffic.outcomes), traffic.outcomes
@@ -91,7 +113,7 @@ def test_shards_move_on_join_and_on_kill_without_unanswered_requests(cluster: St
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         recovered = wait_converged(db, 2, SHARDS, REPLICAS, timeout=20)
-        time.sleep(1.0)
+        traffic.round_answered("every collection searched once ownership converged on the 2 survivors")
     finally:
         traffic.stop.set()
         thread.join()

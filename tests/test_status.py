@@ -24,7 +24,7 @@ from shared.cli import build_parser
 from shared.codec import SEARCH_FUNCTION as JOB_FUNCTION
 from shared.codec import MsgpackSerializer
 from shared.shards import queue_name
-from tests.conftest import db_url, private_db, recog_command
+from shared.testing.stack import db_url, private_db, recog_command
 from workers import heartbeat
 from workers.jobs import WorkerContext
 from workers.ownership import ShardManager

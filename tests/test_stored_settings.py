@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from shared import keys
 from shared.codec import IndexEvent
-from tests.conftest import private_db
+from shared.testing.stack import private_db
 from tests.test_index import features_of
 from tests.test_snapshots import COLLECTION, found, upload
 from workers.shard_state import ShardState

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from tests import imagegen
+from shared.testing import imagegen
 from workers import tuning
 from workers.decode import decode_gray
 from workers.features import extract_reference

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import Stack, db_url, private_db, recog_command
+from shared.testing.stack import Stack, db_url, private_db, recog_command
 
 
 def healthcheck(redis_url: str) -> int:

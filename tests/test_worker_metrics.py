@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
-from tests import imagegen
-from tests.conftest import Stack, free_port
+from shared.launcher import free_port
+from shared.testing import imagegen
+from shared.testing.stack import Stack
+from shared.testing.wait import wait_until
 from tests.stackclient import add_reference, make_collection, search
 
 
@@ -17,20 +17,26 @@ def test_worker_metrics_count_answered_searches_by_stage(stack: Stack) -> None:
     try:
         with stack.admin() as admin:
             collection, token = make_collection(admin)
-            add_reference(admin, collection, imagegen.encode_jpeg(imagegen.textured(60, 480, 360), 90))
-        time.sleep(1.0)  # searchable from now on, by either worker
-        end = time.monotonic() + 30
-        text = ""
+            item, _ = add_reference(admin, collection, imagegen.encode_jpeg(imagegen.textured(60, 480, 360), 90))
+        query = imagegen.encode_jpeg(imagegen.textured(60, 640, 480), 85)
         with stack.client() as client:
-            # The shard is shared by two workers now: search until this one has answered some.
-            while time.monotonic() < end and 'recog_worker_stage_seconds_count{stage="features"}' not in text:
-                assert (
-                    search(client, token, imagegen.encode_jpeg(imagegen.textured(60, 640, 480), 85)).status_code == 200
-                )
+            wait_until(
+                lambda: item in [r["item"]["uuid"] for r in search(client, token, query).json()["results"]],
+                1.0,  # the contract: searchable within 1 s of the 201
+                "the reference is searchable",
+            )
+
+            def answered_by_the_new_worker() -> str | None:
+                """Its metrics once they count a search (the shard is shared by two workers now: this one
+                answers some searches once it has started); None while it has not."""
+                assert search(client, token, query).status_code == 200
                 try:
                     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
                 except httpx.ConnectError:
-                    time.sleep(0.2)  # the worker is still starting
+                    return None  # the worker is still starting
+                return text if 'recog_worker_stage_seconds_count{stage="features"}' in text else None
+
+            text = wait_until(answered_by_the_new_worker, 30, "the new worker answered a search", interval=0.2)
         assert 'recog_worker_jobs_total{outcome="answered"}' in text
         assert 'recog_worker_stage_seconds_count{stage="features"}' in text
     finally:

@@ -1,4 +1,4 @@
-"""Deterministic synthetic images for the test suite (no files from outside the repo).
+"""Deterministic synthetic images for the tests and benches (no files from outside the repo).
 
 Every function is a pure function of its arguments: the same seed and size give the same pixels on
 every run, so a failing test can be replayed. Images are BGR uint8 (OpenCV's order), shape (h, w, 3).
