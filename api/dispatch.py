@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 
 import redis
@@ -31,6 +30,7 @@ from shared import keys, queues, replies
 from shared.codec import SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
 from shared.errors import ServerBusy, ServerError, Timeout, by_code
+from shared.ids import JobIds
 from shared.shards import shard_of
 
 log = logging.getLogger("recog.api.dispatch")
@@ -59,6 +59,7 @@ class Dispatcher:
         self._enqueuer = Enqueuer(redis_async, template)
         self.admission = Admission(redis_async, settings.shards, settings.queue_target_ms / 1000)
         self.in_flight = 0
+        self._job_ids = JobIds()
 
     async def register_queues(self) -> None:
         """Lists the shards' queues where RQ keeps its queue names, so `rq info` shows them."""
@@ -89,7 +90,7 @@ class Dispatcher:
         self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
     ) -> Outcome:
         started = time.time()
-        job_id = uuid.uuid4().hex
+        job_id = self._job_ids.next()
         job = SearchJob(
             job_id=job_id,
             collection=collection,

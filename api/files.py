@@ -17,9 +17,9 @@ from api.uploads import ORIGINAL, THUMB_SIZES, image_dir
 from shared import catalog
 from shared.errors import NotFound
 from shared.ids import is_id
+from shared.imagecheck import PNG_SIGNATURE
 
 FILE_NAMES = frozenset({ORIGINAL, *THUMB_SIZES})
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Files never change under a given URL (a new upload gets a new image id).
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 

@@ -20,7 +20,7 @@ from api.render import results_v1, results_v2, thumb_template
 from api.services import services
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
-from shared.imagecheck import inspect
+from shared.imagecheck import inspect, may_decode
 
 
 async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
@@ -34,8 +34,12 @@ async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     # The deadline runs from here: a slow upload (a phone on a poor network) is not the service's time.
     arrived = time.time()
     collection = await state.tokens.admit(form.token)
-    # Header-only for JPEG; a PNG with an alpha channel is decoded to check its opacity.
-    await anyio.to_thread.run_sync(inspect, form.image, state.settings)
+    # Header-only for JPEG, inline (a thread hop would cost more); a PNG with an alpha channel is
+    # decoded to check its opacity, off the event loop.
+    if may_decode(form.image):
+        await anyio.to_thread.run_sync(inspect, form.image, state.settings)
+    else:
+        inspect(form.image, state.settings)
     outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score, arrived)
     metrics.observe_search(outcome.reply.timings.get("total", 0.0), outcome.round_trip_ms)
     return form, collection, outcome.reply.hits, started

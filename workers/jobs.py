@@ -94,7 +94,7 @@ def search(payload: bytes) -> None:
         CONTEXT.dropped += 1
         metrics.observe("dropped", {})
         log.info("dropped search %s: its deadline passed %.0f ms ago", job.job_id, late * 1000)
-        _finish(CONTEXT, job, None)
+        finish(CONTEXT.connection, CONTEXT.shards, CONTEXT.reply_ttl_seconds, job, None)
         return
     if late + CONTEXT.job_seconds > 0:
         CONTEXT.dropped += 1
@@ -105,24 +105,32 @@ def search(payload: bytes) -> None:
             -late * 1000,
             CONTEXT.job_seconds * 1000,
         )
-        _finish(CONTEXT, job, SearchReply(job_id=job.job_id, error=ServerBusy.code, worker=CONTEXT.name))
+        finish(
+            CONTEXT.connection,
+            CONTEXT.shards,
+            CONTEXT.reply_ttl_seconds,
+            job,
+            SearchReply(job_id=job.job_id, error=ServerBusy.code, worker=CONTEXT.name),
+        )
         return
     reply = _answer(job, CONTEXT.state.get(job.collection), CONTEXT.name)
     seconds = time.perf_counter() - started
     reply.timings["total"] = seconds * 1000
     CONTEXT.job_seconds += _SMOOTHING * (seconds - CONTEXT.job_seconds)
     metrics.observe("error" if reply.error else "answered", reply.timings)
-    _finish(CONTEXT, job, reply)
+    finish(CONTEXT.connection, CONTEXT.shards, CONTEXT.reply_ttl_seconds, job, reply)
     CONTEXT.done += 1
 
 
-def _finish(context: WorkerContext, job: SearchJob, reply: SearchReply | None) -> None:
+def finish(
+    connection: redis.Redis, shards: int, reply_ttl_seconds: int, job: SearchJob, reply: SearchReply | None
+) -> None:
     """Pushes the reply (if any), frees the job's admission leases and deletes its RQ hash, at once."""
-    shard = shard_of(job.collection, context.shards)
-    with context.connection.pipeline(transaction=True) as pipe:
+    shard = shard_of(job.collection, shards)
+    with connection.pipeline(transaction=True) as pipe:
         if reply is not None:
             pipe.rpush(job.reply_key, encode_reply(reply))
-            pipe.expire(job.reply_key, context.reply_ttl_seconds)
+            pipe.expire(job.reply_key, reply_ttl_seconds)
         pipe.zrem(keys.shard_in_flight(shard), job.job_id)
         pipe.zrem(keys.IN_FLIGHT, job.job_id)
         pipe.delete(Job.key_for(job.job_id))
