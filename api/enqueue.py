@@ -1,12 +1,14 @@
-"""Admits and queues a search in one atomic Redis call, so a burst cannot slip past the limit.
+"""Admits a search with one atomic Redis call, so a burst cannot slip past the limit, then queues it.
 
 Admission counts *leases*: one member per admitted search in a sorted set per shard and in one for
-the whole deployment, scored by the search's deadline. The script drops leases past their
-deadline, refuses if either set is at its limit, else adds the leases, writes the RQ job hash and
-pushes the job id on the shard's RQ queue. The worker that answers removes the leases in the same
-transaction as its reply (`workers.jobs`); a lease whose worker died expires with its deadline.
-Because the check and the push are one script, every API process sees every other's searches at
-once: a burst of 200 concurrent searches is cut at the limit, not after a stale depth read.
+the whole deployment, scored by the search's deadline. The admission script drops leases past
+their deadline, refuses if either set is at its limit, else adds the leases. Because the check
+and the count are one script, every API process sees every other's searches at once: a burst of
+200 concurrent searches is cut at the limit, not after a stale depth read. Only an admitted search
+sends its photo: the push script writes the RQ job hash and pushes the job id on the shard's RQ
+queue (under a 10x overload, refused photos would otherwise be most of what Redis reads). The
+worker that answers removes the leases in the same transaction as its reply (`workers.jobs`); a
+lease whose worker died, or whose push failed, expires with its deadline.
 
 The job hash is the one RQ writes (built by RQ's `Job` from a template, see `JobTemplate`), so
 `rq info`, RQ's workers and our monitoring see ordinary RQ jobs; only the bookkeeping RQ adds
@@ -28,25 +30,26 @@ from shared import keys, queues
 from shared.codec import SEARCH_FUNCTION, MsgpackSerializer
 from shared.shards import queue_name
 
-_ADMIT_AND_PUSH = """
+# KEYS: the shard's leases, all leases. ARGV: now, deadline, shard limit, total limit, job id.
+_ADMIT = """
 local now, deadline = tonumber(ARGV[1]), tonumber(ARGV[2])
-local shard_limit, total_limit = tonumber(ARGV[3]), tonumber(ARGV[4])
-local job_id, ttl = ARGV[5], tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local shard_load = redis.call('ZCARD', KEYS[1])
-local total_load = redis.call('ZCARD', KEYS[2])
-if shard_load >= shard_limit or total_load >= total_limit then
-  return {0, shard_load, total_load}
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) or redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  return 0
 end
-redis.call('ZADD', KEYS[1], deadline, job_id)
-redis.call('ZADD', KEYS[2], deadline, job_id)
-local fields = cmsgpack.unpack(ARGV[7])
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[3], unpack(fields))
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('RPUSH', KEYS[4], job_id)
-return {1, shard_load, total_load}
+redis.call('ZADD', KEYS[1], deadline, ARGV[5])
+redis.call('ZADD', KEYS[2], deadline, ARGV[5])
+return 1
+"""
+# KEYS: the job's hash, the shard's queue. ARGV: job id, TTL, the template's fields (a msgpack
+# array), then the per-search fields and values.
+_PUSH = """
+local fields = cmsgpack.unpack(ARGV[3])
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
 """
 
 
@@ -144,17 +147,19 @@ def _as_redis_string(value: object) -> bytes:
 
 
 class Enqueuer:
-    """Runs the admission script; one per API process."""
+    """Runs the admission and push scripts; one per API process."""
 
     def __init__(self, redis_async: aioredis.Redis, template: JobTemplate) -> None:
-        self._script = redis_async.register_script(_ADMIT_AND_PUSH)
+        self._admit = redis_async.register_script(_ADMIT)
+        self._push = redis_async.register_script(_PUSH)
         self._template = template
 
-    async def admit_and_push(
-        self, *, shard: int, job_id: str, payload: bytes, now: float, deadline: float, limits: tuple[int, int]
-    ) -> bool:
-        """True if the search was admitted and queued; False if a limit was reached (nothing written)."""
-        keys_ = [keys.shard_in_flight(shard), keys.IN_FLIGHT, Job.key_for(job_id), queues.queue_key(shard)]
-        args: list[Any] = [now, deadline, limits[0], limits[1], job_id, self._template.ttl]
-        result = await self._script(keys=keys_, args=[*args, *self._template.fields(shard, job_id, payload)])
-        return bool(result[0])
+    async def admit(self, *, shard: int, job_id: str, now: float, deadline: float, limits: tuple[int, int]) -> bool:
+        """True if the search holds its leases now; False if a limit was reached (nothing written)."""
+        args: list[Any] = [now, deadline, limits[0], limits[1], job_id]
+        return bool(await self._admit(keys=[keys.shard_in_flight(shard), keys.IN_FLIGHT], args=args))
+
+    async def push(self, *, shard: int, job_id: str, payload: bytes) -> None:
+        """Queues an admitted search for the shard's workers."""
+        args: list[Any] = [job_id, self._template.ttl, *self._template.fields(shard, job_id, payload)]
+        await self._push(keys=[Job.key_for(job_id), queues.queue_key(shard)], args=args)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -64,8 +65,10 @@ COLUMNS = [
     ("busy_ms_p50", "503 p50"),
     ("busy_ms_p99", "503 p99"),
     ("share_504", "504 share"),
-    ("worker_cores", "worker cores"),
+    ("workers_cores", "worker cores"),
     ("api_cores", "api cores"),
+    ("redis_cores", "redis cores"),
+    ("client_cores", "client cores"),
 ]
 
 
@@ -148,6 +151,7 @@ def main() -> int:
             "workers": [w.pid for w in stack.workers],
             "api": [p.pid for p in stack.processes],
             "redis": redis_pid(db),
+            "client": [os.getpid()],  # the load generator shares the machine's cores
         }
         high: dict[str, Any] = {}
         for label, factor in (("1x", 1), ("2x", 2), ("10x", 10)):
@@ -163,8 +167,7 @@ def main() -> int:
                     "load": label,
                     "clients": clients,
                     **figures,
-                    "worker_cores": cpu.cores["workers"],
-                    "api_cores": cpu.cores["api"],
+                    **{f"{part}_cores": cores for part, cores in cpu.cores.items()},
                 }
             )
             tqdm.write(f"{label}: {figures['goodput_per_second']} good/s, {figures['statuses']}")

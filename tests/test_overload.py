@@ -83,7 +83,9 @@ def test_a_burst_beyond_capacity_is_refused_fast_not_timed_out(db: redis.Redis, 
     assert all(error_code(response) == "SERVER_BUSY" and response.headers["Retry-After"] for response, _ in refused)
     # Refused instead of queued to time out: before the deadline, even on a busy machine (how fast
     # is a bench figure: bench/overload.py).
-    late = [(round(seconds, 3), r.json()["error"]["message"]) for r, seconds in refused if seconds >= deadline_ms / 1000]
+    late = [
+        (round(seconds, 3), r.json()["error"]["message"]) for r, seconds in refused if seconds >= deadline_ms / 1000
+    ]
     assert not late, late
 
 
