@@ -7,7 +7,7 @@ workers only see images they can decode.
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -20,10 +20,27 @@ from api.render import results_v1, results_v2, thumb_template
 from api.services import services
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
+from shared.codec import Hit
 from shared.imagecheck import inspect, may_decode
 
 
-async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
+@dataclass(frozen=True)
+class _Searched:
+    form: SearchForm
+    collection: str
+    hits: list[Hit]
+    started: float  # time.perf_counter() when the request reached the handler
+    worker_ms: float  # the worker's own time for the search
+
+    def headers(self) -> dict[str, str]:
+        """`Server-Timing` (a standard header clients ignore) with the worker's share of `search_time`."""
+        return {"Server-Timing": f'worker;dur={self.worker_ms:.1f};desc="recognition"'}
+
+    def elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+
+async def _search(request: Request) -> _Searched:
     started = time.perf_counter()
     state = services(request)
     raw = await read_form(request, state.settings)
@@ -41,34 +58,32 @@ async def _search(request: Request) -> tuple[SearchForm, str, Any, float]:
     else:
         inspect(form.image, state.settings)
     outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score, arrived)
-    metrics.observe_search(outcome.reply.timings.get("total", 0.0), outcome.round_trip_ms)
-    return form, collection, outcome.reply.hits, started
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
+    worker_ms = outcome.reply.timings.get("total", 0.0)
+    metrics.observe_search(worker_ms, outcome.round_trip_ms)
+    return _Searched(form, collection, outcome.reply.hits, started, worker_ms)
 
 
 async def search_v1(request: Request) -> JSONResponse:
-    form, collection, hits, started = await _search(request)
-    items = await get_items(services(request).redis, [h.item for h in hits])
-    results = results_v1(hits, items, collection, form, base_url(request))
-    return JSONResponse({"search_time": _elapsed_ms(started), "results": results})
+    found = await _search(request)
+    items = await get_items(services(request).redis, [h.item for h in found.hits])
+    results = results_v1(found.hits, items, found.collection, found.form, base_url(request))
+    return JSONResponse({"search_time": found.elapsed_ms(), "results": results}, headers=found.headers())
 
 
 async def search_v2(request: Request) -> JSONResponse:
-    form, collection, hits, started = await _search(request)
+    found = await _search(request)
     redis = services(request).redis
-    item_ids = [h.item for h in hits]
+    item_ids = [h.item for h in found.hits]
     items = await get_items(redis, item_ids)
     images = await item_image_ids(redis, item_ids)
     base = base_url(request)
     return JSONResponse(
         {
-            "search_time": _elapsed_ms(started),
-            "collection": {"uuid": collection, "image_template": thumb_template(base)},
-            "results": results_v2(hits, items, images, form, base),
-        }
+            "search_time": found.elapsed_ms(),
+            "collection": {"uuid": found.collection, "image_template": thumb_template(base)},
+            "results": results_v2(found.hits, items, images, found.form, base),
+        },
+        headers=found.headers(),
     )
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 import threading
 import time
@@ -213,6 +214,7 @@ class Outcome:
     tag: int
     found: bool | None = None  # the expected item came first (None: nothing expected, or not 200)
     server_ms: float | None = None  # the response's own `search_time`
+    worker_ms: float | None = None  # the worker's share of it (the response's `Server-Timing`)
 
     @property
     def ms(self) -> float:
@@ -294,13 +296,15 @@ async def _send(client: httpx.AsyncClient, search: Search) -> Outcome:
     except httpx.HTTPError:
         return Outcome(sent, time.monotonic(), 0, search.tag)
     answered = time.monotonic()
-    found, server_ms = None, None
+    found, server_ms, worker_ms = None, None, None
     if response.status_code == 200:
         body = response.json()
         server_ms = float(body["search_time"])
+        timing = re.search(r"worker;dur=([0-9.]+)", response.headers.get("server-timing", ""))
+        worker_ms = float(timing[1]) if timing else None
         if search.expected is not None:
             found = [r["item"]["uuid"] for r in body["results"][:1]] == [search.expected]
-    return Outcome(sent, answered, response.status_code, search.tag, found, server_ms)
+    return Outcome(sent, answered, response.status_code, search.tag, found, server_ms, worker_ms)
 
 
 def summarise(outcomes: Sequence[Outcome], seconds: float) -> dict[str, Any]:

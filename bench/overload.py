@@ -100,6 +100,16 @@ def point(outcomes: Sequence[Outcome], seconds: float) -> dict[str, Any]:
     }
 
 
+def front_end_overhead(outcomes: Sequence[Outcome]) -> dict[str, float | None]:
+    """At low load: the server's `search_time` against the worker's own time (`Server-Timing`)."""
+    pairs = [(o.server_ms, o.worker_ms) for o in outcomes if o.server_ms is not None and o.worker_ms is not None]
+    return {
+        "search_time_ms_p50": percentile([s for s, _ in pairs], 50),
+        "worker_ms_p50": percentile([w for _, w in pairs], 50),
+        "search_time_minus_worker_ms_p50": percentile([s - w for s, w in pairs], 50),
+    }
+
+
 def commandstats(db: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in db.info("commandstats").items()}
 
@@ -145,8 +155,9 @@ def main() -> int:
             return Load(stack.url, searches, clients, seconds, limit, timeout=timeout, desc=desc).run()
 
         load(args.base_clients, 3, desc="warm-up")
-        _, low = commands_per_search(db, lambda: load(1, 600, args.sequential, desc="sequential"))
-        tqdm.write(f"low load: {low['total']} Redis commands per search")
+        sequential, low = commands_per_search(db, lambda: load(1, 600, args.sequential, desc="sequential"))
+        low["front_end"] = front_end_overhead(sequential)
+        tqdm.write(f"low load: {low['total']} Redis commands per search; {low['front_end']}")
         pids = {
             "workers": [w.pid for w in stack.workers],
             "api": [p.pid for p in stack.processes],
@@ -179,6 +190,11 @@ def main() -> int:
         p["goodput_ratio"] = round(p["goodput_per_second"] / capacity, 2) if capacity else 0.0
         p["status_text"] = " ".join(f"{k}:{v}" for k, v in p["statuses"].items())
     print(table(points, COLUMNS))
+    overhead = low["front_end"]
+    print(
+        f"low load, sequential: search_time p50 {overhead['search_time_ms_p50']} ms, worker time p50 "
+        f"{overhead['worker_ms_p50']} ms, their difference p50 {overhead['search_time_minus_worker_ms_p50']} ms"
+    )
     print(f"Redis commands per search: {low['total']} at low load, {high.get('total')} at 2x")
     for name, per_search in low["by_command"].items():
         print(f"  {name:>20} {per_search:>6} low   {high.get('by_command', {}).get(name, 0):>6} at 2x")
