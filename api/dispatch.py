@@ -1,7 +1,7 @@
 """Sends a search to the shard that owns its collection and waits for the worker's reply.
 
-The job goes through RQ (msgpack-serialised, on the shard's queue), admitted and pushed by two
-Redis scripts (`api.enqueue`); the answer comes back on a per-job reply list that the front end
+The job goes through RQ (msgpack-serialised, on the shard's queue), admitted and pushed by a
+Redis script (`api.enqueue`); the answer comes back on a per-job reply list that the front end
 waits on with a blocking BLPOP through redis.asyncio, so no request polls.
 
 A worker that dies (kill -9, OOM) or stalls with a search in hand would leave its client waiting
@@ -103,15 +103,19 @@ class Dispatcher:
         shard = shard_of(collection, self._settings.shards)
         try:
             limits = await self.admission.limits(shard, job.deadline - started)
-            admitted = await self._enqueuer.admit(
-                shard=shard, job_id=job_id, now=started, deadline=job.deadline, limits=limits
+            admitted = await self._enqueuer.enqueue(
+                shard=shard,
+                job_id=job_id,
+                payload=lambda: encode_job(job),
+                now=started,
+                deadline=job.deadline,
+                limits=limits,
             )
-            if not admitted:
-                metrics.observe_refusal("capacity")
-                raise ServerBusy(retry_after=1)
-            await self._enqueuer.push(shard=shard, job_id=job_id, payload=encode_job(job))
         except redis.RedisError as exc:
             raise ServerBusy("The job queue is unavailable; retry shortly.", retry_after=1) from exc
+        if not admitted:
+            metrics.observe_refusal("capacity")
+            raise ServerBusy(retry_after=1)
         reply = await self._await_reply(job, shard)
         self.admission.observe(reply.timings.get("total", 0.0))
         if reply.error:

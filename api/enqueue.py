@@ -4,11 +4,12 @@ Admission counts *leases*: one member per admitted search in a sorted set per sh
 the whole deployment, scored by the search's deadline. The admission script drops leases past
 their deadline, refuses if either set is at its limit, else adds the leases. Because the check
 and the count are one script, every API process sees every other's searches at once: a burst of
-200 concurrent searches is cut at the limit, not after a stale depth read. Only an admitted search
-sends its photo: the push script writes the RQ job hash and pushes the job id on the shard's RQ
-queue (under a 10x overload, refused photos would otherwise be most of what Redis reads). The
-worker that answers removes the leases in the same transaction as its reply (`workers.jobs`); a
-lease whose worker died, or whose push failed, expires with its deadline.
+200 concurrent searches is cut at the limit, not after a stale depth read. While searches are
+being admitted, the same call also writes the RQ job hash and pushes the job id on the shard's RQ
+queue (one round trip). Once searches are being refused, only an admitted search sends its photo,
+in a second call (under a 10x overload, refused photos would otherwise be most of what Redis
+reads). The worker that answers removes the leases in the same transaction as its reply
+(`workers.jobs`); a lease whose worker died, or whose push failed, expires with its deadline.
 
 The job hash is the one RQ writes (built by RQ's `Job` from a template, see `JobTemplate`), so
 `rq info`, RQ's workers and our monitoring see ordinary RQ jobs; only the bookkeeping RQ adds
@@ -18,6 +19,9 @@ around them (registries, per-job heartbeats) is left out, as `workers.worker` le
 from __future__ import annotations
 
 import datetime
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -30,8 +34,23 @@ from shared import keys, queues
 from shared.codec import SEARCH_FUNCTION, MsgpackSerializer
 from shared.shards import queue_name
 
-# KEYS: the shard's leases, all leases. ARGV: now, deadline, shard limit, total limit, job id.
-_ADMIT = """
+# Writes the job hash from ARGV[first] (the template's fields, a msgpack array) and the per-search
+# fields and values after it, and queues the job.
+_PUSH_FUNCTION = """
+local function push(job_key, queue_key, job_id, ttl, first)
+  local fields = cmsgpack.unpack(ARGV[first])
+  for i = first + 1, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', job_key, unpack(fields))
+  redis.call('EXPIRE', job_key, ttl)
+  redis.call('RPUSH', queue_key, job_id)
+end
+"""
+# KEYS: the shard's leases, all leases, the job's hash, the shard's queue. ARGV: now, deadline,
+# shard limit, total limit, job id, then optionally the TTL and the job's fields: then an admitted
+# job is queued in the same call.
+_ADMIT = (
+    _PUSH_FUNCTION
+    + """
 local now, deadline = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -40,17 +59,12 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) or redis.call('ZCARD', KEYS
 end
 redis.call('ZADD', KEYS[1], deadline, ARGV[5])
 redis.call('ZADD', KEYS[2], deadline, ARGV[5])
+if #ARGV > 5 then push(KEYS[3], KEYS[4], ARGV[5], ARGV[6], 7) end
 return 1
 """
-# KEYS: the job's hash, the shard's queue. ARGV: job id, TTL, the template's fields (a msgpack
-# array), then the per-search fields and values.
-_PUSH = """
-local fields = cmsgpack.unpack(ARGV[3])
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[1])
-"""
+)
+# KEYS: the job's hash, the shard's queue. ARGV: job id, TTL, the job's fields.
+_PUSH = _PUSH_FUNCTION + "push(KEYS[1], KEYS[2], ARGV[1], ARGV[2], 3)"
 
 
 class UncompressedJob(Job):
@@ -146,6 +160,10 @@ def _as_redis_string(value: object) -> bytes:
     return value.encode() if isinstance(value, str) else str(value).encode()
 
 
+# After a refusal, searches are admitted before their photo is sent for this long.
+_REFUSING_SECONDS = 1.0
+
+
 class Enqueuer:
     """Runs the admission and push scripts; one per API process."""
 
@@ -153,13 +171,31 @@ class Enqueuer:
         self._admit = redis_async.register_script(_ADMIT)
         self._push = redis_async.register_script(_PUSH)
         self._template = template
+        self._refused_at = -math.inf
 
-    async def admit(self, *, shard: int, job_id: str, now: float, deadline: float, limits: tuple[int, int]) -> bool:
-        """True if the search holds its leases now; False if a limit was reached (nothing written)."""
+    async def enqueue(
+        self,
+        *,
+        shard: int,
+        job_id: str,
+        payload: Callable[[], bytes],
+        now: float,
+        deadline: float,
+        limits: tuple[int, int],
+    ) -> bool:
+        """True if the search was admitted and queued; False if a limit was reached (nothing queued).
+        `payload` makes the job's data; it is called only when the data is sent."""
+        job_keys = [keys.shard_in_flight(shard), keys.IN_FLIGHT, Job.key_for(job_id), queues.queue_key(shard)]
         args: list[Any] = [now, deadline, limits[0], limits[1], job_id]
-        return bool(await self._admit(keys=[keys.shard_in_flight(shard), keys.IN_FLIGHT], args=args))
-
-    async def push(self, *, shard: int, job_id: str, payload: bytes) -> None:
-        """Queues an admitted search for the shard's workers."""
-        args: list[Any] = [job_id, self._template.ttl, *self._template.fields(shard, job_id, payload)]
-        await self._push(keys=[Job.key_for(job_id), queues.queue_key(shard)], args=args)
+        if time.monotonic() - self._refused_at > _REFUSING_SECONDS:
+            args += [self._template.ttl, *self._template.fields(shard, job_id, payload())]
+            if await self._admit(keys=job_keys, args=args):
+                return True
+            self._refused_at = time.monotonic()
+            return False
+        if not await self._admit(keys=job_keys, args=args):
+            self._refused_at = time.monotonic()
+            return False
+        fields = self._template.fields(shard, job_id, payload())
+        await self._push(keys=job_keys[2:], args=[job_id, self._template.ttl, *fields])
+        return True
