@@ -65,6 +65,17 @@ class Dispatcher:
         """Lists the shards' queues where RQ keeps its queue names, so `rq info` shows them."""
         await self._redis.sadd(Queue.redis_queues_keys, *(queues.queue_key(s) for s in range(self._settings.shards)))
 
+    def refuse_if_full(self) -> None:
+        """ServerBusy when no search can be admitted now, whatever its collection: this process has
+        `max_in_flight` searches waiting, or every worker was found full a moment ago. Checked
+        before the upload is read, so a refusal under overload costs little."""
+        if self.in_flight >= self._settings.max_in_flight:
+            metrics.observe_refusal("process")
+            raise ServerBusy(retry_after=1)
+        if self._enqueuer.full():
+            metrics.observe_refusal("capacity")
+            raise ServerBusy(retry_after=1)
+
     async def search(
         self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
     ) -> Outcome:

@@ -43,6 +43,7 @@ class _Searched:
 async def _search(request: Request) -> _Searched:
     started = time.perf_counter()
     state = services(request)
+    state.dispatcher.refuse_if_full()
     raw = await read_form(request, state.settings)
     try:
         form = await parse_search_form(raw, state.settings)

@@ -30,6 +30,7 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
+from rq.worker import WorkerStatus
 
 from shared import replies
 from shared.codec import SEARCH_FUNCTION, MsgpackSerializer
@@ -58,6 +59,7 @@ class ShardWorker(SimpleWorker):
         self._served: frozenset[int] = frozenset()
         self._next_rq_beat = 0.0
         self._next_suspension_check = 0.0
+        self._searching = False
         super().__init__([], connection=connection, serializer=MsgpackSerializer, name=name)
 
     def _follow_ownership(self) -> None:
@@ -101,12 +103,20 @@ class ShardWorker(SimpleWorker):
         if job.func_name != SEARCH_FUNCTION:
             super().execute_job(job, queue)
             return
+        self._searching = True
         try:
             jobs.search(*job.args)
         except Exception:
             # A job that cannot even be read: nothing to answer, the client will get its 504.
             log.exception("search job %s failed", job.id)
             self.connection.delete(job.key)
+        finally:
+            self._searching = False
+
+    def get_state(self) -> str:
+        """BUSY while a search runs, as RQ's state would say (not written to Redis for searches):
+        a SIGTERM then lets the search finish before the worker stops (RQ's warm shutdown)."""
+        return WorkerStatus.BUSY if self._searching else super().get_state()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's worker-hash heartbeat, at most every `_RQ_BEAT_SECONDS` (RQ calls it around every job)."""
