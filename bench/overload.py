@@ -3,7 +3,9 @@
 One stack like `recog up --workers 2` (an API process and two workers, `RECOG_DEADLINE_MS=1000`)
 on its own Redis database, a small collection, then closed-loop clients sending real photos to
 /v1/search (each sends its next request as soon as the previous one is answered, 503s included:
-the worst case, a client that ignores Retry-After):
+the worst case, a client that ignores Retry-After). The clients are `bench.rawload`'s by default:
+phones do not share the workers' cores, so the load generator should take as little of them as
+it can (`--client httpx` for httpx's, about 0.8 ms of CPU a request):
 
 1. capacity at 1x: the rate of correct 200s with `--base-clients` clients (enough to keep both
    workers busy with a short queue), the reference the other points are compared with;
@@ -16,7 +18,7 @@ the worst case, a client that ignores Retry-After):
 
 Prints a table and writes bench/results/overload.json.
 
-    .venv/bin/python -m bench.overload [--seconds 20] [--base-clients 4]
+    .venv/bin/python -m bench.overload [--seconds 20] [--base-clients 4] [--client raw|httpx]
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from bench.harness import (
     wait_indexed,
     write_result,
 )
+from bench.rawload import RawLoad
+from shared.testing.stack import Stack
 
 DEADLINE_MS = 1000
 SHARDS = 8
@@ -128,86 +132,103 @@ def commands_per_search(db: redis.Redis, run: Callable[[], list[Outcome]]) -> tu
     return outcomes, {"total": round(sum(calls.values()) / answered, 1), "by_command": by_command}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.overload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--references", type=int, default=20, help="references indexed (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds per point (default %(default)s)")
     parser.add_argument("--base-clients", type=int, default=4, help="clients at 1x load (default %(default)s)")
     parser.add_argument("--sequential", type=int, default=200, help="searches of the low-load count")
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL, help="a Redis database the bench flushes")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: raw (HTTP/1.1 on asyncio streams, tens of microseconds of CPU a request; the "
+        "default) or httpx (about 0.8 ms a request, taken from the cores the stack runs on)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overload.json")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    db = redis.Redis.from_url(args.redis_url)
-    db.flushdb()
-    note = cpu_note()
-    env = {"RECOG_SHARDS": str(SHARDS), "RECOG_DEADLINE_MS": str(DEADLINE_MS)}
-    stack = start_stack(args.redis_url, bench_data_dir("overload"), 2, env=env)
+
+def measure(args: argparse.Namespace, db: redis.Redis, stack: Stack) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Indexes the references, then the low-load run and the 1x, 2x and 10x points; the points and
+    the Redis commands per search (low load and 2x)."""
+    references = photographed_references(args.references)
+    catalogue = asyncio.run(index(stack.url, [r.image for r in references], 1, SHARDS))
+    searches = searches_of(catalogue, references)
+    wait_indexed(db, catalogue, SHARDS)
+    kind = RawLoad if args.client == "raw" else Load
+
+    def load(clients: int, seconds: float, limit: int | None = None, desc: str = "") -> list[Outcome]:
+        return kind(stack.url, searches, clients, seconds, limit, timeout=DEADLINE_MS / 1000 + 5, desc=desc).run()
+
+    load(args.base_clients, 3, desc="warm-up")
+    sequential, low = commands_per_search(db, lambda: load(1, 600, args.sequential, desc="sequential"))
+    low["front_end"] = front_end_overhead(sequential)
+    pids = {
+        "workers": [w.pid for w in stack.workers],
+        "api": [p.pid for p in stack.processes],
+        "redis": redis_pid(db),
+        "client": [os.getpid()],  # the load generator shares the machine's cores
+    }
     points: list[dict[str, Any]] = []
-    try:
-        references = photographed_references(args.references)
-        catalogue = asyncio.run(index(stack.url, [r.image for r in references], 1, SHARDS))
-        searches = searches_of(catalogue, references)
-        wait_indexed(db, catalogue, SHARDS)
-        timeout = DEADLINE_MS / 1000 + 5
+    counts = {"low_load": low}
+    for label, factor in (("1x", 1), ("2x", 2), ("10x", 10)):
+        clients = args.base_clients * factor
+        with CpuMeter(pids) as cpu:
+            started = time.monotonic()
+            outcomes, counted = commands_per_search(db, functools.partial(load, clients, args.seconds, desc=label))
+            figures = point(outcomes, time.monotonic() - started)
+        counts[f"at_{label}"] = counted
+        cores = {f"{part}_cores": used for part, used in cpu.cores.items()}
+        points.append({"load": label, "clients": clients, **figures, **cores})
+        tqdm.write(f"{label}: {figures['goodput_per_second']} good/s, {figures['statuses']}")
+    return points, counts
 
-        def load(clients: int, seconds: float, limit: int | None = None, desc: str = "") -> list[Outcome]:
-            return Load(stack.url, searches, clients, seconds, limit, timeout=timeout, desc=desc).run()
 
-        load(args.base_clients, 3, desc="warm-up")
-        sequential, low = commands_per_search(db, lambda: load(1, 600, args.sequential, desc="sequential"))
-        low["front_end"] = front_end_overhead(sequential)
-        tqdm.write(f"low load: {low['total']} Redis commands per search; {low['front_end']}")
-        pids = {
-            "workers": [w.pid for w in stack.workers],
-            "api": [p.pid for p in stack.processes],
-            "redis": redis_pid(db),
-            "client": [os.getpid()],  # the load generator shares the machine's cores
-        }
-        high: dict[str, Any] = {}
-        for label, factor in (("1x", 1), ("2x", 2), ("10x", 10)):
-            clients = args.base_clients * factor
-            with CpuMeter(pids) as cpu:
-                started = time.monotonic()
-                outcomes, counted = commands_per_search(db, functools.partial(load, clients, args.seconds, desc=label))
-                figures = point(outcomes, time.monotonic() - started)
-            if label == "2x":
-                high = counted
-            points.append(
-                {
-                    "load": label,
-                    "clients": clients,
-                    **figures,
-                    **{f"{part}_cores": cores for part, cores in cpu.cores.items()},
-                }
-            )
-            tqdm.write(f"{label}: {figures['goodput_per_second']} good/s, {figures['statuses']}")
-    finally:
-        stack.stop()
-        db.flushdb()
+def report(points: list[dict[str, Any]], counts: dict[str, Any]) -> None:
     capacity = points[0]["goodput_per_second"]
     for p in points:
         p["goodput_ratio"] = round(p["goodput_per_second"] / capacity, 2) if capacity else 0.0
         p["status_text"] = " ".join(f"{k}:{v}" for k, v in p["statuses"].items())
     print(table(points, COLUMNS))
+    low, high = counts["low_load"], counts["at_2x"]
     overhead = low["front_end"]
     print(
         f"low load, sequential: search_time p50 {overhead['search_time_ms_p50']} ms, worker time p50 "
         f"{overhead['worker_ms_p50']} ms, their difference p50 {overhead['search_time_minus_worker_ms_p50']} ms"
     )
-    print(f"Redis commands per search: {low['total']} at low load, {high.get('total')} at 2x")
+    print(f"Redis commands per search: {low['total']} at low load, {high['total']} at 2x")
     for name, per_search in low["by_command"].items():
-        print(f"  {name:>20} {per_search:>6} low   {high.get('by_command', {}).get(name, 0):>6} at 2x")
+        print(f"  {name:>20} {per_search:>6} low   {high['by_command'].get(name, 0):>6} at 2x")
+
+
+def main() -> int:
+    args = parse_args()
+    db = redis.Redis.from_url(args.redis_url)
+    db.flushdb()
+    note = cpu_note()
+    env = {"RECOG_SHARDS": str(SHARDS), "RECOG_DEADLINE_MS": str(DEADLINE_MS)}
+    stack = start_stack(args.redis_url, bench_data_dir("overload"), 2, env=env)
+    try:
+        points, counts = measure(args, db, stack)
+    finally:
+        stack.stop()
+        db.flushdb()
+    report(points, counts)
     write_result(
         args.out,
         {
             "bench": "overload",
             "machine": f"{platform.machine()}, {note}",
             "deadline_ms": DEADLINE_MS,
+            "client": args.client,
             "workers": 2,
             "references": args.references,
             "points": [{k: v for k, v in p.items() if k != "status_text"} for p in points],
-            "redis_commands_per_search": {"low_load": low, "at_2x": high},
+            "redis_commands_per_search": counts,
         },
     )
     return 0
