@@ -26,6 +26,7 @@ from rq import Queue
 from api import metrics
 from api.admission import Admission
 from api.enqueue import Enqueuer, JobTemplate
+from api.pacing import RefusalPacer
 from shared import keys, queues, replies
 from shared.codec import SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
@@ -39,6 +40,9 @@ log = logging.getLogger("recog.api.dispatch")
 _MIN_CHECK_SECONDS = 0.2
 # An interval is this many recent p95 worker times: a live worker answers well within it.
 _CHECK_P95S = 4
+# Least time between two refusals on one connection (api.pacing): a client that ignores Retry-After
+# gets at most 40 refusals a second per connection, each still under the 50 ms a refusal may take.
+_REFUSAL_GAP_SECONDS = 0.025
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Dispatcher:
         self.admission = Admission(redis_async, settings.shards, settings.queue_target_ms / 1000)
         self.in_flight = 0
         self._job_ids = JobIds()
+        self.pacer = RefusalPacer(_REFUSAL_GAP_SECONDS)
 
     async def register_queues(self) -> None:
         """Lists the shards' queues where RQ keeps its queue names, so `rq info` shows them."""

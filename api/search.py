@@ -21,6 +21,7 @@ from api.services import services
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
 from shared.codec import Hit
+from shared.errors import ServerBusy
 from shared.imagecheck import inspect, may_decode
 
 
@@ -41,7 +42,15 @@ class _Searched:
 
 
 async def _search(request: Request) -> _Searched:
-    started = time.perf_counter()
+    try:
+        return await _recognise(request, time.perf_counter())
+    except ServerBusy:
+        client = request.client
+        await services(request).dispatcher.pacer.pace((client.host, client.port) if client else None)
+        raise
+
+
+async def _recognise(request: Request, started: float) -> _Searched:
     state = services(request)
     state.dispatcher.refuse_if_full()
     raw = await read_form(request, state.settings)
