@@ -20,6 +20,8 @@ from shared.ids import ID_PATTERN
 # Item texts (custom data, tracking data) are meant to be small; this bounds what one body may hold.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TEXT = 65_536
+# Arrays and objects nested deeper than this are refused: deeper documents break rendering (recursion).
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,38 @@ async def read_json(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY_BYTES:
             raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.")
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
         raise InvalidJson() from None
+    except RecursionError:
+        raise InvalidJson(f"The body is nested more than {MAX_DEPTH} levels deep.") from None
     if not isinstance(value, dict):
         raise InvalidJson("The body must be a JSON object.")
+    _check_storable(value)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which are not JSON: nothing could render them back."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_storable(document: Any) -> None:
+    """InvalidJson unless every string encodes as UTF-8 (no lone surrogates such as "\\udc80") and
+    nothing is nested deeper than MAX_DEPTH: what is stored must render in every listing."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise InvalidJson(f"The body is nested more than {MAX_DEPTH} levels deep.")
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJson("The body holds a string that is not valid Unicode (a lone surrogate).") from None
 
 
 def clean(body: Mapping[str, Any], fields: Mapping[str, Field], *, partial: bool) -> dict[str, Any]:

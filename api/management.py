@@ -26,14 +26,19 @@ from shared.errors import NotFound, ValidationError
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
+# Far beyond any listing; bounds what reaches Redis (whose indexes are 64-bit).
+MAX_OFFSET = 1_000_000_000
 
 
 def _count(params: Mapping[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    # isascii: str.isdigit also accepts digits of other scripts and superscripts ("²"), which int() refuses.
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationError(f"'{name}' must be a whole number.", details={name: "must be a non-negative integer"})
+    if len(raw) > len(str(MAX_OFFSET)) or int(raw) > MAX_OFFSET:
+        raise ValidationError(f"'{name}' is too large.", details={name: f"must be at most {MAX_OFFSET}"})
     return int(raw)
 
 

@@ -202,6 +202,33 @@ def test_unreadable_json(client: TestClient, body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": NaN}',
+        b'{"name": "i", "content": {"x": Infinity}}',
+        b'{"name": "i", "content": {"x": -Infinity}}',
+        b'{"name": "\\udc80"}',
+        b'{"name": "i", "content": {"\\ud800": 1}}',
+        b'{"name": "i", "content": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
+        b'{"name": "i", "content": ' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+    ids=["NaN", "Infinity", "-Infinity", "lone surrogate", "surrogate key", "100000 deep", "40 deep"],
+)
+def test_json_that_could_not_be_rendered_is_refused_and_nothing_stored(client: TestClient, body: bytes) -> None:
+    collection = make_collection(client)["uuid"]
+    items_before = client.get("/api/v0/item/").json()["meta"]["total_count"]
+    for path, payload in (
+        ("/api/v0/collection/", body),
+        ("/api/v0/item/", body.replace(b"{", b'{"collection": "' + collection.encode() + b'", ', 1)),
+    ):
+        response = client.post(path, content=payload, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400 and code(response) == "INVALID_JSON", response.text
+        assert response.json()["error"]["message"]
+    assert client.get("/api/v0/item/").json()["meta"]["total_count"] == items_before
+    assert client.get("/api/v0/collection/").status_code == 200
+
+
+@pytest.mark.parametrize(
     ("body", "details"),
     [
         ({}, {"name": "required"}),
@@ -250,7 +277,15 @@ def test_pagination(client: TestClient) -> None:
     default = client.get("/api/v0/collection/").json()["meta"]
     assert (default["limit"], default["offset"]) == (20, 0)
     assert client.get("/api/v0/collection/", params={"limit": 0}).json()["meta"]["limit"] == 1000
-    for bad in ({"limit": "x"}, {"offset": "-1"}):
+    for bad in (
+        {"limit": "x"},
+        {"offset": "-1"},
+        {"limit": "²"},
+        {"offset": "¹"},
+        {"offset": str(2**63)},
+        {"offset": str(10**30)},
+        {"limit": str(10**30)},
+    ):
         response = client.get("/api/v0/collection/", params=bad)
         assert code(response) == "VALIDATION_ERROR" and set(response.json()["error"]["details"]) == set(bad)
 
