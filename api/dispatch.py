@@ -25,12 +25,12 @@ from rq import Queue
 
 from api import metrics
 from api.admission import Admission
-from api.enqueue import Enqueuer, JobTemplate
+from api.enqueue import Enqueuer, JobTemplate, Verdict
 from api.pacing import RefusalPacer
 from shared import keys, queues, replies
 from shared.codec import SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
-from shared.errors import ServerBusy, ServerError, Timeout, by_code
+from shared.errors import ServerBusy, ServerError, Timeout, TokenInvalid, by_code
 from shared.ids import JobIds
 from shared.shards import shard_of
 
@@ -82,14 +82,15 @@ class Dispatcher:
             raise ServerBusy(retry_after=1)
 
     async def search(
-        self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
+        self, token: str, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
     ) -> Outcome:
         """Queues one search and returns the worker's reply; raises the contract's errors.
 
         ServerBusy when this process already has `max_in_flight` searches waiting or admission
         refuses (the workers cannot answer it in time); Timeout when no reply arrives by the
-        deadline; a worker-side error code (IMAGE_NO_DETAILS, ...) as its error class. The
-        deadline runs from `arrived` (Unix seconds), when the request reached this process.
+        deadline; TokenInvalid when `token` (which opens `collection`) has been deleted; a worker-side
+        error code (IMAGE_NO_DETAILS, ...) as its error class. The deadline runs from `arrived`
+        (Unix seconds), when the upload had been read.
         """
         if self.in_flight >= self._settings.max_in_flight:
             metrics.observe_refusal("process")
@@ -97,13 +98,13 @@ class Dispatcher:
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._round_trip(collection, image, max_results, min_score, arrived)
+            return await self._round_trip(token, collection, image, max_results, min_score, arrived)
         finally:
             self.in_flight -= 1
             metrics.IN_FLIGHT.dec()
 
     async def _round_trip(
-        self, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
+        self, token: str, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
     ) -> Outcome:
         started = time.time()
         job_id = self._job_ids.next()
@@ -119,9 +120,10 @@ class Dispatcher:
         shard = shard_of(collection, self._settings.shards)
         try:
             limits = await self.admission.limits(shard, job.deadline - started)
-            admitted = await self._enqueuer.enqueue(
+            verdict = await self._enqueuer.enqueue(
                 shard=shard,
                 job_id=job_id,
+                token=token,
                 payload=lambda: encode_job(job),
                 now=started,
                 deadline=job.deadline,
@@ -129,7 +131,9 @@ class Dispatcher:
             )
         except redis.RedisError as exc:
             raise ServerBusy("The job queue is unavailable; retry shortly.", retry_after=1) from exc
-        if not admitted:
+        if verdict is Verdict.TOKEN_GONE:
+            raise TokenInvalid()
+        if verdict is not Verdict.ADMITTED:
             metrics.observe_refusal("capacity")
             raise ServerBusy(retry_after=1)
         reply = await self._await_reply(job, shard)

@@ -19,6 +19,7 @@ around them (registries, per-job heartbeats) is left out, as `workers.worker` le
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 import time
 from collections.abc import Callable
@@ -45,12 +46,15 @@ local function push(job_key, queue_key, job_id, ttl, first)
   redis.call('RPUSH', queue_key, job_id)
 end
 """
-# KEYS: the shard's leases, all leases, the job's hash, the shard's queue. ARGV: now, deadline,
-# shard limit, total limit, job id, then optionally the TTL and the job's fields: then an admitted
-# job is queued in the same call. Returns 1 (admitted), 0 (the shard is full) or -1 (every worker is).
+# KEYS: the shard's leases, all leases, the job's hash, the shard's queue, the search's token.
+# ARGV: now, deadline, shard limit, total limit, job id, then optionally the TTL and the job's
+# fields: then an admitted job is queued in the same call. Returns a `Verdict`.
 _ADMIT = (
     _PUSH_FUNCTION
     + """
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return -2
+end
 local now, deadline = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -171,6 +175,15 @@ _REFUSING_SECONDS = 1.0
 _FULL_SECONDS = 0.02
 
 
+class Verdict(enum.IntEnum):
+    """What the admission script answered."""
+
+    ADMITTED = 1
+    SHARD_FULL = 0  # the workers of the search's shard cannot take it in time
+    ALL_FULL = -1  # no worker can
+    TOKEN_GONE = -2  # the token was revoked since this process cached it
+
+
 class Enqueuer:
     """Runs the admission and push scripts; one per API process."""
 
@@ -190,25 +203,32 @@ class Enqueuer:
         *,
         shard: int,
         job_id: str,
+        token: str,
         payload: Callable[[], bytes],
         now: float,
         deadline: float,
         limits: tuple[int, int],
-    ) -> bool:
-        """True if the search was admitted and queued; False if a limit was reached (nothing queued).
-        `payload` makes the job's data; it is called only when the data is sent."""
-        job_keys = [keys.shard_in_flight(shard), keys.IN_FLIGHT, Job.key_for(job_id), queues.queue_key(shard)]
+    ) -> Verdict:
+        """Whether the search was admitted and queued (nothing is queued otherwise). The token is
+        checked in the same call, so a search that starts after its token's deletion is refused
+        whatever the token cache holds. `payload` makes the job's data, only when it is sent."""
+        job_keys = [
+            keys.shard_in_flight(shard),
+            keys.IN_FLIGHT,
+            Job.key_for(job_id),
+            queues.queue_key(shard),
+            keys.token(token),
+        ]
         args: list[Any] = [now, deadline, limits[0], limits[1], job_id]
         pushing = time.monotonic() - self._refused_at > _REFUSING_SECONDS
         if pushing:
             args += [self._template.ttl, *self._template.fields(shard, job_id, payload())]
-        admitted = await self._admit(keys=job_keys, args=args)
-        if admitted != 1:
+        verdict = Verdict(await self._admit(keys=job_keys, args=args))
+        if verdict in (Verdict.SHARD_FULL, Verdict.ALL_FULL):
             self._refused_at = time.monotonic()
-            if admitted == -1:
+            if verdict is Verdict.ALL_FULL:
                 self._full_until = self._refused_at + _FULL_SECONDS
-            return False
-        if not pushing:
+        elif verdict is Verdict.ADMITTED and not pushing:
             fields = self._template.fields(shard, job_id, payload())
-            await self._push(keys=job_keys[2:], args=[job_id, self._template.ttl, *fields])
-        return True
+            await self._push(keys=job_keys[2:4], args=[job_id, self._template.ttl, *fields])
+        return verdict

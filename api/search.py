@@ -67,7 +67,9 @@ async def _recognise(request: Request, started: float) -> _Searched:
         await anyio.to_thread.run_sync(inspect, form.image, state.settings)
     else:
         inspect(form.image, state.settings)
-    outcome = await state.dispatcher.search(collection, form.image, form.max_results, form.min_score, arrived)
+    outcome = await state.dispatcher.search(
+        form.token, collection, form.image, form.max_results, form.min_score, arrived
+    )
     worker_ms = outcome.reply.timings.get("total", 0.0)
     metrics.observe_search(worker_ms, outcome.round_trip_ms)
     return _Searched(form, collection, outcome.reply.hits, started, worker_ms)
