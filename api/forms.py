@@ -6,13 +6,16 @@ their own and the route reads top-down.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from api.upload_limits import read_image, refuse_declared
+from api.upload_limits import bounded_body, read_image, refuse_declared
 from shared.config import Settings
 from shared.errors import (
     BadRequest,
@@ -82,15 +85,41 @@ def _number(form: FormData, name: str, low: float, high: float) -> float | None:
 
 
 async def read_form(request: Request, settings: Settings) -> FormData:
-    """The parsed form; refuses oversized bodies before reading them when the length is declared."""
+    """The parsed multipart form, read no further than the upload limit; BadRequest when it is
+    malformed or cut off before its closing boundary (a partial form would otherwise read as one
+    whose later fields are missing)."""
     refuse_declared(request, settings)
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        # No form, or a URL-encoded one: no upload in it; its fields (if any) say what is missing.
+        return await _small_form(request)
+    closing = b"--" + options.get(b"boundary", b"") + b"--"
+    tail = b""
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal tail
+        async for chunk in bounded_body(request, settings):
+            tail = (tail + chunk[-len(closing) - 4 :])[-len(closing) - 4 :]
+            yield chunk
+
     try:
-        return await request.form(max_files=4, max_fields=32)
-    except HTTPException as exc:
-        raise BadRequest(f"The multipart body could not be read: {exc.detail}") from None
+        form = await MultiPartParser(request.headers, body(), max_files=4, max_fields=32).parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"The multipart body could not be read: {exc.message}") from None
     except (ValueError, UnicodeDecodeError, AssertionError):
         # python-multipart raises these on some malformed bodies instead of MultiPartException
         raise BadRequest("The multipart body could not be read.") from None
+    if not tail.rstrip(b"\r\n").endswith(closing):
+        await form.close()
+        raise BadRequest("The multipart body is cut off: it ends before its closing boundary.")
+    return form
+
+
+async def _small_form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=0, max_fields=32)
+    except HTTPException as exc:
+        raise BadRequest(f"The form could not be read: {exc.detail}") from None
 
 
 async def parse_search_form(form: FormData, settings: Settings) -> SearchForm:

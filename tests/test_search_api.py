@@ -272,3 +272,21 @@ def test_malformed_multipart_is_a_json_400(stack: Stack, body: bytes, content_ty
     response = httpx.post(f"{stack.url}/v1/search", content=body, headers={"content-type": content_type})
     assert response.status_code in (400, 401)
     assert response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize("cut", ["inside the token", "inside the image", "before the closing boundary"])
+def test_a_cut_off_multipart_body_is_a_400_saying_so(stack: Stack, indexed: dict, cut: str) -> None:
+    whole = (
+        b'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n' + indexed["token"].encode() + b"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n\r\n' + photo(1) + b"\r\n--b--\r\n"
+    )
+    end = {
+        "inside the token": whole.index(indexed["token"].encode()) + 8,
+        "inside the image": len(whole) // 2,
+        "before the closing boundary": len(whole) - len(b"--b--\r\n"),
+    }[cut]
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    response = httpx.post(f"{stack.url}/v1/search", content=whole[:end], headers=headers)
+    assert response.status_code == 400, response.text
+    assert "cut off" in response.json()["error"]["message"]
+    assert httpx.post(f"{stack.url}/v1/search", content=whole, headers=headers).status_code == 200
