@@ -43,7 +43,9 @@ def _count(params: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _page_url(request: Request, offset: int, limit: int) -> str:
-    query = {**request.query_params, "limit": str(limit), "offset": str(offset)}
+    # Never the API key: links are logged, shared and cached; the client adds its own credentials.
+    query = {k: v for k, v in request.query_params.items() if k != "api_key"}
+    query.update(limit=str(limit), offset=str(offset))
     return f"{base_url(request)}{request.url.path}?{urlencode(query)}"
 
 

@@ -127,6 +127,15 @@ def test_key_in_query_string(make_client: MakeClient) -> None:
     assert make_client(authorized=False).get("/api/v0/collection/", params={"api_key": KEY}).status_code == 200
 
 
+def test_listing_links_never_carry_the_api_key(make_client: MakeClient) -> None:
+    client = make_client(authorized=False)
+    for n in range(3):
+        assert client.post("/api/v0/collection/", params={"api_key": KEY}, json={"name": f"k{n}"}).status_code == 201
+    meta = client.get("/api/v0/collection/", params={"api_key": KEY, "limit": 1, "offset": 1}).json()["meta"]
+    assert meta["next"] and meta["previous"]
+    assert KEY not in meta["next"] + meta["previous"] and "api_key" not in meta["next"] + meta["previous"]
+
+
 # --- collections -----------------------------------------------------------------------------
 
 

@@ -18,9 +18,13 @@ import httpx
 import numpy as np
 import pytest
 import redis
+from rq import Queue
 
+from shared.codec import MsgpackSerializer
+from shared.shards import queue_name
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, serving, stack_env, wait_converged
+from shared.testing.wait import wait_until
 from tests.stackclient import add_reference, error_code, make_collection, search
 
 SHARDS = 4
@@ -134,3 +138,16 @@ def test_a_search_held_by_a_stopped_or_killed_worker_is_answered_by_the_replica(
         pytest.fail("the stopped worker never took a search")
     assert all(found(response, item) for response, _ in outcomes), [r.status_code for r, _ in outcomes]
     assert all(seconds < 3.0 for _, seconds in outcomes), [seconds for _, seconds in outcomes]
+
+
+def test_a_worker_runs_nothing_but_searches(db: redis.Redis, tmp_path: Path) -> None:
+    """A job naming another function (written by anyone who can reach Redis) is dropped, not run."""
+    marker = tmp_path / "ran"
+    env = stack_env(db_url(db), tmp_path / "data", RECOG_SHARDS=str(SHARDS))
+    with serving(env) as stack:
+        token, photo, item = indexed(stack, 73)
+        queue = Queue(queue_name(0), connection=db, serializer=MsgpackSerializer)
+        job = queue.enqueue("os.mkdir", str(marker))
+        wait_until(lambda: not db.exists(job.key), 10, "the worker took the job")
+        wait_searchable(stack, token, photo, item)  # and it still answers searches
+    assert not marker.exists()

@@ -11,8 +11,8 @@ state, current job and heartbeat rewritten several times) for jobs whose result 
 (`result_ttl=0`) and whose client learns the outcome from its reply key: that capped a Redis core
 near 2,000 searches/s. So a search is popped (BLPOP, HGETALL of its hash, as RQ does), run, and
 answered in one transaction that also deletes its hash (`workers.jobs`); RQ's worker hash is
-refreshed once per `_RQ_BEAT_SECONDS`, the suspension flag read once a second. Any other job goes
-through RQ's full path.
+refreshed once per `_RQ_BEAT_SECONDS`, the suspension flag read once a second. A job that names
+any other function is not run: RQ would call whatever a job names.
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ class ShardWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         if job.func_name != SEARCH_FUNCTION:
-            super().execute_job(job, queue)
+            # RQ would import and call whatever a job names: anyone able to write to Redis would
+            # run code here. The shard queues carry searches only.
+            log.warning("refused job %s: it calls %r, not the search job", job.id, job.func_name)
+            self.connection.delete(job.key)
             return
         self._searching = True
         try:
