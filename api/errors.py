@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.metrics import observe_error
-from shared.errors import RecogError
+from shared.errors import RecogError, ServerBusy
 
 log = logging.getLogger("recog.api")
 
@@ -46,9 +47,21 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+async def redis_error(request: Request, exc: Exception) -> JSONResponse:
+    """Redis failing or frozen, anywhere in a request: the client can retry; one log line, no trace."""
+    log.warning("%s %s: Redis failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return error_response(ServerBusy("The service's database is not answering; retry shortly.", retry_after=1))
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(RecogError())
 
 
-EXCEPTION_HANDLERS = {RecogError: recog_error, HTTPException: http_error, Exception: unexpected_error}
+EXCEPTION_HANDLERS = {
+    RecogError: recog_error,
+    HTTPException: http_error,
+    RedisError: redis_error,
+    TimeoutError: redis_error,  # a Redis call cut off at the request's deadline (api.search)
+    Exception: unexpected_error,
+}

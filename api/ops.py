@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import metrics
 from api.services import services
+
+log = logging.getLogger("recog.api")
+# Health and metrics reads give up on Redis after this long: a probe must answer, not hang.
+_REDIS_SECONDS = 1.0
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -18,8 +26,9 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready when Redis answers and every shard has at least one live worker."""
     state = services(request)
     try:
-        await state.redis.ping()
-        workers = await metrics.live_workers(state.redis, state.settings.shards)
+        async with asyncio.timeout(_REDIS_SECONDS):
+            await state.redis.ping()
+            workers = await metrics.live_workers(state.redis, state.settings.shards)
     except Exception as exc:  # noqa: BLE001 - any Redis failure means not ready, whatever its type
         return JSONResponse(
             {"status": "unavailable", "reason": f"Redis does not answer: {type(exc).__name__}"}, status_code=503
@@ -32,8 +41,14 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """This process's metrics, with the gauges read from Redis when it answers in time; without
+    them (their last values) when it does not, so a Redis outage is not taken for the API's."""
     state = services(request)
-    await metrics.refresh(state.redis, state.settings.shards)
+    try:
+        async with asyncio.timeout(_REDIS_SECONDS):
+            await metrics.refresh(state.redis, state.settings.shards)
+    except (RedisError, TimeoutError) as exc:
+        log.warning("/metrics without the queue and worker gauges: Redis failed: %s: %s", type(exc).__name__, exc)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 

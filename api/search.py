@@ -6,6 +6,7 @@ workers only see images they can decode.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -17,12 +18,16 @@ from starlette.routing import Route
 from api import metrics
 from api.forms import SearchForm, parse_search_form, read_form
 from api.render import results_v1, results_v2, thumb_template
-from api.services import services
+from api.services import Services, services
 from api.urls import base_url
 from shared.catalog import get_items, item_image_ids
 from shared.codec import Hit
 from shared.errors import ServerBusy
 from shared.imagecheck import inspect, may_decode
+
+# Past the deadline, what a search may still spend on Redis: its reply wait ends at the deadline
+# itself (504 TIMEOUT), so only a Redis that stopped answering meets this bound.
+_GRACE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class _Searched:
     hits: list[Hit]
     started: float  # time.perf_counter() when the request reached the handler
     worker_ms: float  # the worker's own time for the search
+    cutoff: float  # the event loop's time by which every Redis call of the search must end
 
     def headers(self) -> dict[str, str]:
         """`Server-Timing` (a standard header clients ignore) with the worker's share of `search_time`."""
@@ -60,6 +66,14 @@ async def _recognise(request: Request, started: float) -> _Searched:
         await raw.close()  # uploads past 1 MB are spooled to temporary files
     # The deadline runs from here: a slow upload (a phone on a poor network) is not the service's time.
     arrived = time.time()
+    # Every Redis call of the search ends by then: a frozen Redis is a 503 at the deadline
+    # (api.errors maps the TimeoutError), not a wait on a socket.
+    cutoff = asyncio.get_running_loop().time() + state.settings.deadline_ms / 1000 + _GRACE_SECONDS
+    async with asyncio.timeout_at(cutoff):
+        return await _dispatch(state, form, started, arrived, cutoff)
+
+
+async def _dispatch(state: Services, form: SearchForm, started: float, arrived: float, cutoff: float) -> _Searched:
     collection = await state.tokens.admit(form.token)
     # Header-only for JPEG, inline (a thread hop would cost more); a PNG with an alpha channel is
     # decoded to check its opacity, off the event loop.
@@ -72,12 +86,13 @@ async def _recognise(request: Request, started: float) -> _Searched:
     )
     worker_ms = outcome.reply.timings.get("total", 0.0)
     metrics.observe_search(worker_ms, outcome.round_trip_ms)
-    return _Searched(form, collection, outcome.reply.hits, started, worker_ms)
+    return _Searched(form, collection, outcome.reply.hits, started, worker_ms, cutoff)
 
 
 async def search_v1(request: Request) -> JSONResponse:
     found = await _search(request)
-    items = await get_items(services(request).redis, [h.item for h in found.hits])
+    async with asyncio.timeout_at(found.cutoff):
+        items = await get_items(services(request).redis, [h.item for h in found.hits])
     results = results_v1(found.hits, items, found.collection, found.form, base_url(request))
     return JSONResponse({"search_time": found.elapsed_ms(), "results": results}, headers=found.headers())
 
@@ -86,8 +101,9 @@ async def search_v2(request: Request) -> JSONResponse:
     found = await _search(request)
     redis = services(request).redis
     item_ids = [h.item for h in found.hits]
-    items = await get_items(redis, item_ids)
-    images = await item_image_ids(redis, item_ids)
+    async with asyncio.timeout_at(found.cutoff):
+        items = await get_items(redis, item_ids)
+        images = await item_image_ids(redis, item_ids)
     base = base_url(request)
     return JSONResponse(
         {
