@@ -25,10 +25,15 @@ FORMATS = ("JPEG", "PNG")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def may_decode(data: bytes) -> bool:
-    """Whether `inspect` may decode pixels (a PNG, whose alpha channel it may have to read): worth
-    a thread off an event loop; anything else is a header read of tens of microseconds."""
-    return data.startswith(PNG_SIGNATURE)
+def declares_alpha(data: bytes) -> bool:
+    """Whether `data` is a PNG whose header declares an alpha channel or a transparent colour."""
+    if not data.startswith(PNG_SIGNATURE):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _has_alpha(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,19 @@ class ImageInfo:
     height: int
 
 
-def inspect(data: bytes, settings: Settings) -> ImageInfo:
+def inspect(data: bytes, settings: Settings, *, opacity: bool = True) -> ImageInfo:
     """Checks `data` against the limits in `settings`, in the order a client would fix them: size in
-    bytes, format, pixel count, shorter side, transparency. Raises the contract's IMAGE_* errors."""
+    bytes, format, pixel count, shorter side, transparency. Raises the contract's IMAGE_* errors.
+
+    With `opacity=False` only the header is read: whoever decodes the pixels anyway checks opacity
+    (the search workers do, `workers.decode`), so a front end never decodes a 40-megapixel PNG."""
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLarge(f"The image is larger than the {settings.max_upload_bytes} byte limit.")
     try:
         with Image.open(io.BytesIO(data)) as image:
             info = ImageInfo(str(image.format), image.width, image.height)
             _check(info, settings)
-            if info.format == "PNG" and _has_alpha(image) and _min_alpha(image) < 255:
+            if opacity and info.format == "PNG" and _has_alpha(image) and _min_alpha(image) < 255:
                 raise ImageTransparency()
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"The image has more than the {settings.max_pixels} pixel limit.") from None

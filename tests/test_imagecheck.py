@@ -18,6 +18,7 @@ from shared.errors import (
     ImageTransparency,
 )
 from shared.imagecheck import ImageInfo, inspect
+from workers.decode import decode_gray
 
 SETTINGS = Settings.from_env({})
 
@@ -62,6 +63,32 @@ def test_png_with_a_transparent_pixel_is_refused() -> None:
     image.putpixel((10, 10), (0, 0, 0, 254))
     with pytest.raises(ImageTransparency):
         inspect(encoded(image, "PNG"), SETTINGS)
+
+
+def test_header_only_check_never_decodes_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the search front end runs: a transparent PNG passes (the worker that decodes it refuses
+    it), and the pixels are never read."""
+    image = noise(200, 150, "RGBA")
+    image.putalpha(10)
+    data = encoded(image, "PNG")
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("the pixels were decoded"))
+    assert inspect(data, SETTINGS, opacity=False) == ImageInfo("PNG", 200, 150)
+
+
+@pytest.mark.parametrize(("mode", "transparent"), [("RGBA", True), ("RGBA", False), ("LA", True), ("P", True)])
+def test_the_worker_decoder_refuses_transparent_pngs(mode: str, transparent: bool) -> None:
+    image = noise(200, 150, "RGBA")
+    image.putalpha(255)
+    if transparent:
+        image.putpixel((10, 10), (0, 0, 0, 0))
+    converted = image.convert(mode) if mode != "P" else image.convert("RGB").convert("P")
+    options = {"transparency": converted.getpixel((10, 10))} if mode == "P" else {}
+    data = encoded(converted, "PNG", **options)
+    if transparent:
+        with pytest.raises(ImageTransparency):
+            decode_gray(data)
+    else:
+        assert decode_gray(data).shape == (150, 200)
 
 
 def test_palette_png_with_a_transparent_colour_is_refused() -> None:

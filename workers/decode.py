@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from shared.errors import ImageNotLoaded
+from shared.errors import ImageNotLoaded, ImageTransparency
+from shared.imagecheck import declares_alpha
 from workers.tuning import DEFAULT, RecognitionSettings
 
 _REDUCED = (
@@ -38,13 +39,35 @@ def _read_flag(data: bytes, largest_analysis: int) -> int:
 
 
 def decode_gray(data: bytes, *, settings: RecognitionSettings = DEFAULT) -> np.ndarray:
-    """Decodes JPEG or PNG bytes to an upright (h, w) uint8 grey image; raises ImageNotLoaded.
+    """Decodes JPEG or PNG bytes to an upright (h, w) uint8 grey image; raises ImageNotLoaded, or
+    ImageTransparency for a PNG with any pixel that is not fully opaque (the front end reads
+    headers only: the opacity check is here, where the pixels are decoded anyway).
 
     The size may be the original's divided by 2, 4 or 8 while its long side stays at least the
     largest analysis size (`settings.query_long_side`; see module doc); callers must use the
     returned array's shape, never the file's.
     """
+    if declares_alpha(data):
+        return _opaque_gray(data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _read_flag(data, settings.query_long_side))
     if image is None or image.size == 0:
         raise ImageNotLoaded()
+    return image
+
+
+def _opaque_gray(data: bytes) -> np.ndarray:
+    """A PNG with an alpha channel (or a transparent colour), decoded with it: grey if every pixel
+    is fully opaque, else ImageTransparency."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageNotLoaded()
+    if image.ndim == 3 and image.shape[2] == 4:
+        opaque = 255 if image.dtype == np.uint8 else 65535  # 8- or 16-bit PNG
+        if int(image[..., 3].min()) < opaque:
+            raise ImageTransparency()
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    elif image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.dtype != np.uint8:
+        image = (image // 257).astype(np.uint8)
     return image
