@@ -86,6 +86,11 @@ VARIABLES: tuple[Variable, ...] = (
         "0",
         "When not 0, each worker serves Prometheus metrics (stage timings, jobs by outcome) on this port.",
     ),
+    Variable(
+        "RECOG_WORKER_METRICS_HOST",
+        "127.0.0.1",
+        "Address the worker metrics listen on (0.0.0.0 for a Prometheus on another host or container).",
+    ),
     Variable("RECOG_LOG_LEVEL", "INFO", "Log level of every process."),
 )
 
@@ -153,6 +158,7 @@ class Settings:
     token_cache_seconds: float
     reply_ttl_seconds: int
     worker_metrics_port: int
+    worker_metrics_host: str
     snapshot_min_images: int
     log_level: str
 
@@ -181,6 +187,7 @@ class Settings:
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
+            worker_metrics_host=env.get("RECOG_WORKER_METRICS_HOST") or _DEFAULTS["RECOG_WORKER_METRICS_HOST"],
             snapshot_min_images=_int(env, "RECOG_SNAPSHOT_MIN_IMAGES"),
             log_level=level,
         )

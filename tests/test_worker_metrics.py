@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from shared.launcher import free_port
@@ -9,6 +11,17 @@ from shared.testing import imagegen
 from shared.testing.stack import Stack
 from shared.testing.wait import wait_until
 from tests.stackclient import add_reference, make_collection, search
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket listens on at `port`, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if int(hex_port, 16) == port and state == "0A":  # LISTEN
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
 
 
 def test_worker_metrics_count_answered_searches_by_stage(stack: Stack) -> None:
@@ -38,6 +51,7 @@ def test_worker_metrics_count_answered_searches_by_stage(stack: Stack) -> None:
 
             text = wait_until(answered_by_the_new_worker, 30, "the new worker answered a search", interval=0.2)
         assert 'recog_worker_jobs_total{outcome="answered"}' in text
+        assert listening_addresses(port) == {"127.0.0.1"}  # loopback unless RECOG_WORKER_METRICS_HOST says
         assert 'recog_worker_stage_seconds_count{stage="features"}' in text
     finally:
         worker.terminate()

@@ -28,7 +28,7 @@ def observe(outcome: str, timings_ms: dict[str, float]) -> None:
         STAGE_SECONDS.labels(stage).observe(ms / 1000)
 
 
-def serve(port: int) -> None:
-    """Starts the /metrics HTTP endpoint on a daemon thread (0: none)."""
+def serve(port: int, host: str) -> None:
+    """Starts the /metrics HTTP endpoint on a daemon thread (port 0: none)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)

@@ -158,7 +158,7 @@ def main(settings: Settings | None = None) -> int:
     )
     jobs.CONTEXT = context
 
-    metrics.serve(settings.worker_metrics_port)
+    metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
     # One worker process is one core's worth of searches (scale with processes, not threads):
     # OpenCV's own thread pool only fights the other workers for the cores (faiss is already
     # single-threaded, see workers/index.py).
