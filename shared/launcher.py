@@ -43,7 +43,11 @@ API_START_SECONDS = 60.0
 WORKER_STOP_SECONDS = 30.0  # as the compose file's stop_grace_period: RQ finishes the job in hand
 API_STOP_SECONDS = 15.0
 REDIS_STOP_SECONDS = 10.0
-WORKER_RESTART_SECONDS = 5.0  # bounds a crash loop to one start every 5 s
+# A part that exits is started again after 1 s, then 2, 4, ... up to 30 s while it keeps crashing;
+# one that ran a minute counts as healthy again. So a crash loop costs little, a one-off crash little time.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0
 POLL_SECONDS = 0.2
 NO_RETRY = Retry(NoBackoff(), 0)  # probes poll on their own; redis-py's default retries add seconds per try
 
@@ -126,6 +130,7 @@ class PrivateRedis:
     process: subprocess.Popen[bytes]
     port: int
     lock: IO[bytes]  # held while it runs: two servers appending to one file would corrupt it
+    argv: list[str]
 
     @property
     def url(self) -> str:
@@ -174,7 +179,7 @@ class PrivateRedis:
         ]
         # Redis inherits the lock, so an orphaned Redis (launcher killed with -9) still holds it.
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(lock.fileno(),))
-        server = cls(binary=binary, directory=directory, process=process, port=port, lock=lock)
+        server = cls(binary=binary, directory=directory, process=process, port=port, lock=lock, argv=argv)
         try:
             server._wait_ready(timeout, logfile, cancelled)
         except BaseException:
@@ -182,6 +187,15 @@ class PrivateRedis:
             raise
         log.info("private Redis %s (pid %d) answers at %s; data in %s", binary, process.pid, server.url, directory)
         return server
+
+    def restart(self, cancelled: Callable[[], bool] = _never) -> None:
+        """Starts the server again after it exited, on the same port and data (the parts using it
+        reconnect by themselves), keeping this run's lock."""
+        self.process = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(self.lock.fileno(),)
+        )
+        self._wait_ready(REDIS_START_SECONDS, self.directory / "redis.log", cancelled)
+        log.info("private Redis (pid %d) answers again at %s", self.process.pid, self.url)
 
     def _wait_ready(self, timeout: float, logfile: Path, cancelled: Callable[[], bool]) -> None:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, retry=NO_RETRY)
@@ -221,6 +235,29 @@ def _lock(directory: Path) -> IO[bytes]:
     return file
 
 
+class Restarts:
+    """When a supervised part that exited is started again: after an exponential backoff."""
+
+    def __init__(self) -> None:
+        self.due: float | None = None  # time.monotonic() of the next start, while one is pending
+        self._crashes = 0
+        self._started = time.monotonic()
+
+    def started(self) -> None:
+        self.due = None
+        self._started = time.monotonic()
+
+    def schedule(self) -> float:
+        """Records an exit and returns the seconds until the part is started again."""
+        now = time.monotonic()
+        if now - self._started >= STABLE_SECONDS:
+            self._crashes = 0
+        self._crashes += 1
+        delay = min(RESTART_MAX_SECONDS, RESTART_FIRST_SECONDS * 2.0 ** (self._crashes - 1))
+        self.due = now + delay
+        return delay
+
+
 @dataclass
 class Child:
     """One `recog` subcommand run as a child process, e.g. `Child("worker-1", ["worker"], env)`."""
@@ -229,13 +266,13 @@ class Child:
     args: list[str]
     env: Mapping[str, str]
     process: subprocess.Popen[bytes] | None = None
-    restart_at: float | None = None
+    restart: Restarts = field(default_factory=Restarts)
 
     def start(self) -> None:
         # The same interpreter, as a module: works whether or not the `recog` script is installed.
         argv = [sys.executable, "-m", "shared.cli", *self.args]
         self.process = subprocess.Popen(argv, env=dict(self.env), stdin=subprocess.DEVNULL, process_group=0)
-        self.restart_at = None
+        self.restart.started()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
     @property
@@ -268,6 +305,7 @@ class Stack:
     api: Child | None = None
     workers: list[Child] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)  # received so far; a second one means "kill now"
+    _redis_restart: Restarts = field(default_factory=Restarts)
 
     def run(self) -> int:
         """Start everything, wait for SIGINT/SIGTERM, stop everything; 0 on a requested stop, 1 on a failure."""
@@ -351,38 +389,48 @@ class Stack:
         )
 
     def _supervise(self) -> int:
+        """Starts again, with backoff, whatever part exits (API, workers, the private Redis) until a
+        signal comes; a part that keeps crashing is retried every 30 s at most, and logged each time."""
         assert self.api is not None
         while not self.signals:
-            if (code := self.api.exited()) is not None:
-                log.error("the API (pid %d) exited with code %d; stopping the stack", self.api.pid, code)
-                return 1
-            if self.redis and (code := self.redis.process.poll()) is not None:
-                log.error(
-                    "the private Redis exited with code %d; stopping the stack (see %s)",
-                    code,
-                    self.redis.directory / "redis.log",
-                )
-                return 1
-            now = time.monotonic()
-            for worker in self.workers:
-                if worker.restart_at is not None:
-                    if now >= worker.restart_at:
-                        worker.start()
-                elif (code := worker.exited()) is not None:
-                    log.error(
-                        "%s (pid %d) exited with code %d; restarting it in %.0f s",
-                        worker.name,
-                        worker.pid,
-                        code,
-                        WORKER_RESTART_SECONDS,
-                    )
-                    worker.restart_at = now + WORKER_RESTART_SECONDS
+            for child in [self.api, *self.workers]:
+                self._watch(child)
+            if self.redis:
+                self._watch_redis(self.redis)
             time.sleep(POLL_SECONDS)
         log.info(
             "stopping on %s: workers, then the API, then Redis (signal again to kill them now)",
             signal.Signals(self.signals[0]).name,
         )
         return 0
+
+    def _watch(self, child: Child) -> None:
+        if child.restart.due is not None:
+            if time.monotonic() >= child.restart.due:
+                child.start()
+        elif (code := child.exited()) is not None:
+            delay = child.restart.schedule()
+            log.error(
+                "%s (pid %d) exited with code %d; starting it again in %.0f s", child.name, child.pid, code, delay
+            )
+
+    def _watch_redis(self, server: PrivateRedis) -> None:
+        if self._redis_restart.due is not None:
+            if time.monotonic() >= self._redis_restart.due:
+                try:
+                    server.restart(cancelled=lambda: bool(self.signals))
+                    self._redis_restart.started()
+                except LaunchError as exc:
+                    delay = self._redis_restart.schedule()
+                    log.error("%s; trying again in %.0f s", exc, delay)
+        elif (code := server.process.poll()) is not None:
+            delay = self._redis_restart.schedule()
+            log.error(
+                "the private Redis exited with code %d (see %s); starting it again in %.0f s",
+                code,
+                server.directory / "redis.log",
+                delay,
+            )
 
     def _stop(self) -> None:
         """Workers first (they finish the job in hand), then the API, then Redis, which both need."""

@@ -111,3 +111,17 @@ def test_redis_6_refuses_data_written_by_redis_7(tmp_path: Path) -> None:
     launcher.PrivateRedis.start(new, tmp_path / "redis").stop()
     with pytest.raises(launcher.LaunchError, match="written by Redis 7"):
         launcher.PrivateRedis.start(old, tmp_path / "redis")
+
+
+def test_restarts_back_off_while_a_part_keeps_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(launcher.time, "monotonic", lambda: clock[0])
+    restarts = launcher.Restarts()
+    delays = []
+    for _ in range(7):
+        delays.append(restarts.schedule())
+        clock[0] += delays[-1]
+        restarts.started()
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    clock[0] += launcher.STABLE_SECONDS  # it ran a minute: healthy again, the next crash waits 1 s
+    assert restarts.schedule() == 1
