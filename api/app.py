@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from api import files, management, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
+from api.hosts import AllowedHosts
 from api.metrics import MetricsMiddleware
 from api.services import Services
 from api.tokens import TokenCache
@@ -64,4 +65,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(MetricsMiddleware)
+    if settings.allowed_hosts:
+        app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)
+    elif not settings.public_url:
+        log.warning(
+            "links in responses follow each request's Host header: set RECOG_PUBLIC_URL or RECOG_ALLOWED_HOSTS "
+            "when the API is reachable from the internet"
+        )
     return app

@@ -37,6 +37,12 @@ VARIABLES: tuple[Variable, ...] = (
         "Base URL written into returned links (e.g. https://recog.example.com). Empty: taken from each request's Host.",
     ),
     Variable(
+        "RECOG_ALLOWED_HOSTS",
+        "",
+        "Host names the API answers for, comma-separated (others get 400); empty: any. Set it, or "
+        "RECOG_PUBLIC_URL, when the API is reachable from the internet: links in responses follow the Host header.",
+    ),
+    Variable(
         "RECOG_SHARDS",
         "8",
         "Number of shards collections are spread over (a stable hash of the collection id). "
@@ -145,6 +151,7 @@ class Settings:
     redis_url: str
     data_dir: Path
     public_url: str
+    allowed_hosts: tuple[str, ...]
     shards: int
     worker_shards: frozenset[int] | None  # None: assigned automatically (shared.ownership)
     replicas: int
@@ -174,6 +181,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             data_dir=Path(env.get("RECOG_DATA_DIR") or _DEFAULTS["RECOG_DATA_DIR"]).resolve(),
             public_url=env.get("RECOG_PUBLIC_URL", "").rstrip("/"),
+            allowed_hosts=tuple(h.strip() for h in env.get("RECOG_ALLOWED_HOSTS", "").split(",") if h.strip()),
             shards=shards,
             worker_shards=parse_shard_list(env.get("RECOG_WORKER_SHARDS", "auto"), shards),
             replicas=_int(env, "RECOG_REPLICAS", low=1),

@@ -548,3 +548,13 @@ def test_token_rate_limit_is_set_changed_and_checked(client: TestClient) -> None
         response = client.post("/api/v0/token/", json={"collection": cid, "rate_limit": bad})
         assert response.status_code == 400, bad
         assert "rate_limit" in response.json()["error"]["details"]
+
+
+def test_hosts_outside_the_allowed_list_are_refused(make_client: MakeClient) -> None:
+    """Links follow the Host header: a forged one must not make the service link to another site."""
+    client = make_client(RECOG_ALLOWED_HOSTS="recog.example.com, localhost")
+    assert client.get("/api/v0/collection/", headers={"Host": "recog.example.com"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 200
+    refused = client.get("/api/v0/collection/", headers={"Host": "evil.example.net"})
+    assert refused.status_code == 400 and code(refused) == "BAD_REQUEST"
+    assert "evil.example.net" in refused.json()["error"]["message"]
