@@ -17,14 +17,13 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import uvloop
 from tqdm import tqdm
 
-from bench.harness import Outcome, Search
+from bench.harness import Load, Outcome, Search
 
 
 def _request(host: str, search: Search) -> bytes:
@@ -60,18 +59,8 @@ def _outcome(search: Search, sent: float, status: int, headers: dict[str, str], 
 
 
 @dataclass
-class RawLoad:
-    """`concurrency` clients, each sending a random one of `searches` as soon as its previous one
-    is answered, for `seconds` (and at most `limit` requests)."""
-
-    url: str
-    searches: Sequence[Search]
-    concurrency: int
-    seconds: float
-    limit: int | None = None
-    timeout: float = 30.0
-    desc: str = "searching"
-    outcomes: list[Outcome] = field(default_factory=list)
+class RawLoad(Load):
+    """`bench.harness.Load`'s closed loop (same fields, same outcomes) on raw HTTP/1.1 connections."""
 
     def run(self) -> list[Outcome]:
         uvloop.run(self._run())
@@ -86,7 +75,7 @@ class RawLoad:
         sent = 0
 
         def more() -> bool:
-            return time.monotonic() < end and (self.limit is None or sent < self.limit)
+            return time.monotonic() < end and not self.stop.is_set() and (self.limit is None or sent < self.limit)
 
         async def client() -> None:
             nonlocal sent
