@@ -74,9 +74,7 @@ class Dispatcher:
         """ServerBusy when no search can be admitted now, whatever its collection: this process has
         `max_in_flight` searches waiting, or every worker was found full a moment ago. Checked
         before the upload is read, so a refusal under overload costs little."""
-        if self.in_flight >= self._settings.max_in_flight:
-            metrics.observe_refusal("process")
-            raise ServerBusy(retry_after=1)
+        self._refuse_if_process_full()
         if self._enqueuer.full():
             metrics.observe_refusal("capacity")
             raise ServerBusy(retry_after=1)
@@ -92,9 +90,7 @@ class Dispatcher:
         error code (IMAGE_NO_DETAILS, ...) as its error class. The deadline runs from `arrived`
         (Unix seconds), when the upload had been read.
         """
-        if self.in_flight >= self._settings.max_in_flight:
-            metrics.observe_refusal("process")
-            raise ServerBusy(retry_after=1)
+        self._refuse_if_process_full()  # again: others may have started while this one was read
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
@@ -102,6 +98,11 @@ class Dispatcher:
         finally:
             self.in_flight -= 1
             metrics.IN_FLIGHT.dec()
+
+    def _refuse_if_process_full(self) -> None:
+        if self.in_flight >= self._settings.max_in_flight:
+            metrics.observe_refusal("process")
+            raise ServerBusy(retry_after=1)
 
     async def _round_trip(
         self, token: str, collection: str, image: bytes, max_results: int, min_score: float, arrived: float
