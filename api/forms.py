@@ -6,6 +6,7 @@ their own and the route reads top-down.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from shared.errors import (
     ParameterInvalid,
     TokenMissing,
     TokenWrong,
+    UploadTimeout,
 )
 from shared.ids import TOKEN_RE
 
@@ -103,7 +105,11 @@ async def read_form(request: Request, settings: Settings) -> FormData:
             yield chunk
 
     try:
-        form = await MultiPartParser(request.headers, body(), max_files=4, max_fields=32).parse()
+        # One timer for the whole body: a client trickling it gets 408, not a socket held open.
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            form = await MultiPartParser(request.headers, body(), max_files=4, max_fields=32).parse()
+    except TimeoutError:
+        raise UploadTimeout() from None
     except MultiPartException as exc:
         raise BadRequest(f"The multipart body could not be read: {exc.message}") from None
     except (ValueError, UnicodeDecodeError, AssertionError):

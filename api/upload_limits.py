@@ -25,7 +25,8 @@ def refuse_declared(request: Request, settings: Settings) -> None:
 
 
 async def bounded_body(request: Request, settings: Settings) -> AsyncGenerator[bytes, None]:
-    """The request's body chunk by chunk; ImageTooLarge as soon as it passes the limit."""
+    """The request's body chunk by chunk; ImageTooLarge as soon as it passes the limit. (Its time
+    is bounded by whoever reads it: `api.forms.read_form`.)"""
     limit = settings.max_upload_bytes + FORM_OVERHEAD
     size = 0
     async for chunk in request.stream():

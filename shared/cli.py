@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging.config
 import os
 import shutil
@@ -61,9 +62,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
+    from api.slow_clients import HeaderDeadlineProtocol
+
     uvicorn.run(
         "api.app:create_app",  # a string, so each of `--processes` builds its own app from the environment
         factory=True,
+        http=functools.partial(HeaderDeadlineProtocol, header_timeout=settings.header_timeout_seconds),  # type: ignore[arg-type]
+        limit_concurrency=settings.max_connections,
         host=args.host,
         port=args.port,
         workers=args.processes,

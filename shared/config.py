@@ -76,6 +76,21 @@ VARIABLES: tuple[Variable, ...] = (
         "RECOG_MAX_IN_FLIGHT", "256", "Searches one API process handles at once; more are answered 503 SERVER_BUSY."
     ),
     Variable(
+        "RECOG_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "A request's headers must arrive within this time, else its connection is closed (slow-client guard).",
+    ),
+    Variable(
+        "RECOG_BODY_TIMEOUT_SECONDS",
+        "60",
+        "A request's body must arrive within this time, else 408 REQUEST_TIMEOUT.",
+    ),
+    Variable(
+        "RECOG_MAX_CONNECTIONS",
+        "1000",
+        "Connections one API process holds at once; beyond it new requests get 503 at once (uvicorn).",
+    ),
+    Variable(
         "RECOG_TOKEN_CACHE_SECONDS",
         "0.5",
         "How long the API trusts a token lookup (revocation bites within this time).",
@@ -162,6 +177,9 @@ class Settings:
     deadline_ms: int
     queue_target_ms: int
     max_in_flight: int
+    header_timeout_seconds: float
+    body_timeout_seconds: float
+    max_connections: int
     token_cache_seconds: float
     reply_ttl_seconds: int
     worker_metrics_port: int
@@ -192,6 +210,9 @@ class Settings:
             deadline_ms=deadline_ms,
             queue_target_ms=_int(env, "RECOG_QUEUE_TARGET_MS") or deadline_ms // 4,
             max_in_flight=_int(env, "RECOG_MAX_IN_FLIGHT", low=1),
+            header_timeout_seconds=_float(env, "RECOG_HEADER_TIMEOUT_SECONDS"),
+            body_timeout_seconds=_float(env, "RECOG_BODY_TIMEOUT_SECONDS"),
+            max_connections=_int(env, "RECOG_MAX_CONNECTIONS", low=1),
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),

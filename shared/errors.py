@@ -10,6 +10,7 @@ contract's error `code` and HTTP `status`, so mapping is a lookup, not a chain o
      ├── TokenMissing (401)
      ├── Forbidden (403) ─── TokenInvalid, AuthenticationFailed
      ├── NotFound (404)
+     ├── UploadTimeout (408)
      ├── ImageTooLarge (413)
      ├── WrongContentType (415)
      ├── QuotaExceeded (429)
@@ -135,6 +136,12 @@ class WrongContentType(RecogError):
     code = "WRONG_CONTENT_TYPE"
     status = 415
     default_message = "Unsupported content type."
+
+
+class UploadTimeout(RecogError):
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    default_message = "The request body did not arrive in time; send it again on a faster connection."
 
 
 class QuotaExceeded(RecogError):
