@@ -58,6 +58,8 @@ class Admission:
         self._recent: collections.deque[float] = collections.deque(maxlen=_RECENT)
         self.job_seconds = _INITIAL_JOB_SECONDS
         self._replies = 0
+        self._p95 = _INITIAL_JOB_SECONDS
+        self._p95_at = -math.inf
 
     def observe(self, worker_ms: float) -> None:
         """Feeds one reply's worker time into the service-time estimates."""
@@ -70,11 +72,14 @@ class Admission:
         self.job_seconds += weight * (seconds - self.job_seconds)
 
     def p95_seconds(self) -> float:
-        """The 95th percentile of recent worker times (the initial guess before any reply)."""
-        if not self._recent:
-            return _INITIAL_JOB_SECONDS
-        ordered = sorted(self._recent)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        """The 95th percentile of recent worker times (the initial guess before any reply), sorted
+        again at most every REFRESH_SECONDS rather than on every search."""
+        now = time.monotonic()
+        if self._recent and now - self._p95_at >= REFRESH_SECONDS:
+            ordered = sorted(self._recent)
+            self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+            self._p95_at = now
+        return self._p95
 
     async def limits(self, shard: int, remaining_seconds: float) -> tuple[int, int]:
         """(searches in flight allowed for `shard`, for the whole deployment) for a search that
