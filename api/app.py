@@ -1,5 +1,5 @@
 """Builds the Starlette application and owns what lives as long as the process: settings, the Redis
-connection pool, the blob store and the search dispatcher (one `api.services.Services`)."""
+connection pool, the blob store, the search dispatcher and the upload ingester (one `api.services.Services`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api import files, management, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
 from api.hosts import AllowedHosts
+from api.ingest import Ingester
 from api.metrics import MetricsMiddleware
 from api.services import Services
 from api.tokens import TokenCache
@@ -48,9 +49,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             blobs=LocalBlobStore(settings.data_dir / "blobs"),
             tokens=TokenCache(redis, settings.token_cache_seconds),
             dispatcher=Dispatcher(settings, redis),
+            ingester=Ingester(settings, redis),
         )
         app.state.services = running
         await running.dispatcher.register_queues()
+        await running.ingester.register_queues()
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(

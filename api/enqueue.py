@@ -71,7 +71,7 @@ return 1
 """
 )
 # KEYS: the job's hash, the shard's queue. ARGV: job id, TTL, the job's fields.
-_PUSH = _PUSH_FUNCTION + "push(KEYS[1], KEYS[2], ARGV[1], ARGV[2], 3)"
+PUSH = _PUSH_FUNCTION + "push(KEYS[1], KEYS[2], ARGV[1], ARGV[2], 3)"
 
 
 # The fields of the job hash that differ between searches; the others are the template's.
@@ -79,7 +79,8 @@ _PER_SEARCH = ("created_at", "enqueued_at", "description", "data")
 
 
 class JobTemplate:
-    """The RQ job hash of a search, built by RQ once per shard and filled in per search.
+    """The RQ job hash of a search (or of another job `function`, on the queues `queue` names),
+    built by RQ once per shard and filled in per job.
 
     Building a `Job` and calling `to_dict` per search cost more front-end CPU than the rest of
     the enqueue; the fields that differ between searches are the times, the description and the
@@ -87,8 +88,17 @@ class JobTemplate:
     unpacks: encoding them one by one as command arguments cost another fifth of the enqueue.
     """
 
-    def __init__(self, connection: redis.Redis, shards: int, ttl: int) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        shards: int,
+        ttl: int,
+        function: str = SEARCH_FUNCTION,
+        queue: Callable[[int], str] = queue_name,
+    ) -> None:
         self._ttl = ttl
+        self._function = function
+        self._queue = queue
         self._static = [
             msgpack.packb(  # raw strings: Redis's cmsgpack reads no bin type
                 [
@@ -104,7 +114,7 @@ class JobTemplate:
 
     def _build(self, connection: redis.Redis, shard: int) -> dict[str, Any]:
         job = Job.create(
-            SEARCH_FUNCTION,
+            self._function,
             args=(b"",),
             connection=connection,
             id="0" * 32,
@@ -113,7 +123,7 @@ class JobTemplate:
             failure_ttl=60,  # a failed job keeps its image in Redis this long: keep it short
             timeout=self._ttl + 30,
             serializer=MsgpackSerializer,
-            origin=queue_name(shard),
+            origin=self._queue(shard),
             status=JobStatus.QUEUED,
         )
         job.enqueued_at = job.created_at
@@ -121,7 +131,7 @@ class JobTemplate:
 
     def fields(self, shard: int, job_id: str, payload: bytes) -> list[Any]:
         """The script's job arguments: the template's fields (one msgpack array), then the
-        per-search ones as field, value, ... of the job that runs `workers.jobs.search(payload)`."""
+        per-job ones as field, value, ... of the job that runs `function(payload)`."""
         stamp = utcformat(datetime.datetime.now(datetime.UTC))
         return [
             self._static[shard],
@@ -131,13 +141,13 @@ class JobTemplate:
             stamp,
             # RQ would otherwise describe the job by repr() of its arguments: the whole image.
             "description",
-            f"search {job_id}",
+            f"{self._function.rpartition('.')[2]} {job_id}",
             # Not zlib-compressed as RQ's own enqueue would: the data is mostly a JPEG, which zlib
             # cannot shrink, and compressing it took 1.4 ms of the front end's 3 ms of CPU per
             # search (measured). Workers read it back unchanged: RQ falls back to the raw bytes
             # when they are not zlib data, and a msgpack array never is.
             "data",
-            MsgpackSerializer.dumps((SEARCH_FUNCTION, None, (payload,), {})),
+            MsgpackSerializer.dumps((self._function, None, (payload,), {})),
         ]
 
     @property
@@ -174,7 +184,7 @@ class Enqueuer:
 
     def __init__(self, redis_async: aioredis.Redis, template: JobTemplate) -> None:
         self._admit = redis_async.register_script(_ADMIT)
-        self._push = redis_async.register_script(_PUSH)
+        self._push = redis_async.register_script(PUSH)
         self._template = template
         self._refused_at = -math.inf
         self._full_until = -math.inf

@@ -13,13 +13,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.services import services
-from api.uploads import ORIGINAL, THUMB_SIZES, image_dir
 from shared import catalog
+from shared.blobs import SERVED, image_prefix
 from shared.errors import NotFound
 from shared.ids import is_id
 from shared.imagecheck import PNG_SIGNATURE
 
-FILE_NAMES = frozenset({ORIGINAL, *THUMB_SIZES})
 # Files never change under a given URL (a new upload gets a new image id).
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
@@ -27,9 +26,9 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 async def image_file(request: Request) -> Response:
     params = request.path_params
     ids = (params["collection"], params["item"], params["image"])
-    if not all(is_id(part) for part in ids) or params["name"] not in FILE_NAMES:
+    if not all(is_id(part) for part in ids) or params["name"] not in SERVED:
         raise NotFound("No such file.")
-    data = await anyio.to_thread.run_sync(services(request).blobs.get, f"{image_dir(*ids)}/{params['name']}")
+    data = await anyio.to_thread.run_sync(services(request).blobs.get, f"{image_prefix(*ids)}/{params['name']}")
     # Originals are stored as uploaded, so a PNG keeps its bytes under the `.jpg` name.
     media_type = "image/png" if data.startswith(PNG_SIGNATURE) else "image/jpeg"
     return Response(data, media_type=media_type, headers=IMMUTABLE)

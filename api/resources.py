@@ -17,6 +17,7 @@ from api import bodies, uploads
 from api.bodies import Field
 from api.services import services
 from shared import catalog
+from shared.blobs import ORIGINAL, THUMB_SIZES, image_prefix
 from shared.catalog import Kind, Record
 from shared.errors import ValidationError
 from shared.ids import ID_RE, TOKEN_RE
@@ -125,17 +126,17 @@ async def _delete_files(request: Request, prefix: str) -> None:
 
 async def _remove_collection(request: Request, collection_id: str) -> None:
     await catalog.delete_collection(services(request).redis, collection_id, services(request).settings.shards)
-    await _delete_files(request, uploads.image_dir(collection_id))
+    await _delete_files(request, image_prefix(collection_id))
 
 
 async def _remove_item(request: Request, item_id: str) -> None:
     item = await catalog.delete_item(services(request).redis, item_id, services(request).settings.shards)
-    await _delete_files(request, uploads.image_dir(item["collection"], item_id))
+    await _delete_files(request, image_prefix(item["collection"], item_id))
 
 
 async def _remove_image(request: Request, image_id: str) -> None:
     image = await catalog.delete_image(services(request).redis, image_id, services(request).settings.shards)
-    await _delete_files(request, uploads.image_dir(image["collection"], image["item"], image_id))
+    await _delete_files(request, image_prefix(image["collection"], image["item"], image_id))
 
 
 async def _remove_token(request: Request, token: str) -> None:
@@ -143,10 +144,10 @@ async def _remove_token(request: Request, token: str) -> None:
 
 
 def _image_links(record: Record, base: str) -> Record:
-    prefix = f"{base}/files/{uploads.image_dir(record['collection'], record['item'], record['uuid'])}"
+    prefix = f"{base}/files/{image_prefix(record['collection'], record['item'], record['uuid'])}"
     return {
-        "file": f"{prefix}/{uploads.ORIGINAL}",
-        **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in uploads.THUMB_SIZES},
+        "file": f"{prefix}/{ORIGINAL}",
+        **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in THUMB_SIZES},
     }
 
 

@@ -1,5 +1,5 @@
 """What every request handler uses, typed: settings, the Redis pool, the blob store, the token
-cache and the search dispatcher, built once per process by the application's lifespan.
+cache, the search dispatcher and the upload ingester, built once per process by the application's lifespan.
 
 Starlette's `app.state` is untyped; handlers read these through `services(request)` instead, so
 mypy checks every use.
@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from api.dispatch import Dispatcher
+from api.ingest import Ingester
 from api.tokens import TokenCache
 from shared.blobs import BlobStore
 from shared.config import Settings
@@ -25,6 +26,7 @@ class Services:
     blobs: BlobStore
     tokens: TokenCache
     dispatcher: Dispatcher
+    ingester: Ingester
 
 
 def services(request: Request) -> Services:

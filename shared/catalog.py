@@ -7,8 +7,10 @@ and tokens, an item's images); those zsets give listing order and cascades.
 
 Writes that touch several keys run in MULTI under WATCH of the parent, so a crash or a concurrent
 delete never leaves an object half made or a child without its parent. Index changes are published
-on the owning shard's event stream inside the same transaction as the features hash change, which is
-what lets workers pick up an image within a second and never see an event without its data.
+on the owning shard's event stream inside the same transaction as the change of the collection's
+references (image -> item), which is what lets workers pick up an image within a second. An image's
+features are in the blob store before its catalogue entry is written, so no event comes without
+its data.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from shared import keys
-from shared.codec import IndexEvent, encode_event, encode_feature_record
+from shared.codec import IndexEvent, encode_event
 from shared.errors import NotFound, ValidationError
 from shared.ids import new_id, new_token
 from shared.shards import shard_of
@@ -266,18 +268,11 @@ async def update(redis: aioredis.Redis, kind: Kind, object_id: str, fields: Reco
 
 
 async def create_image(
-    redis: aioredis.Redis,
-    *,
-    image_id: str,
-    item_id: str,
-    recognisability: int,
-    features: bytes,
-    extraction: str,
-    shards: int,
+    redis: aioredis.Redis, *, image_id: str, item_id: str, recognisability: int, shards: int
 ) -> Record:
-    """Records an image and makes it searchable: its features (extracted under the settings whose
-    digest is `extraction`) go into the collection's features hash and an `add` event onto the
-    shard's stream, atomically with the image itself."""
+    """Records an image whose features are in the blob store and makes it searchable: its entry in
+    the collection's references and an `add` event on the shard's stream go atomically with the
+    image itself."""
     score, created = _now()
 
     async def create(pipe: Pipeline) -> Record:
@@ -292,9 +287,8 @@ async def create_image(
         }
         _multi(pipe)
         _link(pipe, IMAGE, record, score)
-        stored = encode_feature_record(item_id, features, extraction)
-        pipe.hset(keys.collection_features(item["collection"]), image_id, stored)
-        _publish(pipe, IndexEvent(op="add", collection=item["collection"], image=image_id), shards)
+        pipe.hset(keys.collection_references(item["collection"]), image_id, item_id)
+        _publish(pipe, IndexEvent(op="add", collection=item["collection"], image=image_id, item=item_id), shards)
         return record
 
     return await _transact(redis, create, keys.item(item_id))
@@ -302,7 +296,7 @@ async def create_image(
 
 def _unlink_image(pipe: Pipeline, image: Record, shards: int) -> None:
     _unlink(pipe, IMAGE, image)
-    pipe.hdel(keys.collection_features(image["collection"]), image["uuid"])
+    pipe.hdel(keys.collection_references(image["collection"]), image["uuid"])
     _publish(pipe, IndexEvent(op="remove", collection=image["collection"], image=image["uuid"]), shards)
 
 
@@ -369,7 +363,7 @@ async def delete_collection(redis: aioredis.Redis, collection_id: str, shards: i
             *(keys.item_images(item["uuid"]) for item in items),
             keys.collection_items(collection_id),
             keys.collection_tokens(collection_id),
-            keys.collection_features(collection_id),
+            keys.collection_references(collection_id),
         )
         pipe.hdel(keys.COLLECTION_NAMES, collection["name"])
         pipe.srem(keys.shard_collections(shard_of(collection_id, shards)), collection_id)

@@ -8,15 +8,18 @@ that raise `CodecError` on anything they cannot read, so a bad message fails one
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from shared.errors import CodecError
 
 VERSION = 1
-# The import path RQ records for search jobs; workers run it on their lean path (workers.worker).
+_Message = TypeVar("_Message")
+# The import paths RQ records for search and upload jobs; workers run only these, on their lean
+# path (workers.worker).
 SEARCH_FUNCTION = "workers.jobs.search"
+INGEST_FUNCTION = "workers.ingest.ingest"
 
 
 class MsgpackSerializer:
@@ -76,16 +79,47 @@ class SearchReply:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestJob:
+    """A reference image to prepare, as queued for any worker: its original is in the blob store
+    under `shared.blobs.image_prefix(collection, item, image)`; the worker writes its features and
+    thumbnails beside it and pushes an `IngestReply` to `reply_key`. After `deadline` (Unix
+    seconds) the front end has given up on it: a worker that pops it later drops it."""
+
+    job_id: str
+    collection: str
+    item: str
+    image: str
+    deadline: float
+    reply_key: str
+    version: int = VERSION
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestReply:
+    """A worker's answer to an `IngestJob`: the 1..5 recognisability rating, or `error`, a contract
+    error code (IMAGE_NO_DETAILS, ...) with its `message` for the client."""
+
+    job_id: str
+    recognisability: int = 0
+    error: str = ""
+    message: str = ""
+    worker: str = ""
+    version: int = VERSION
+
+
+@dataclass(frozen=True, kw_only=True)
 class IndexEvent:
     """A change to a shard's index, published on the shard's event stream.
 
-    op: `add` (image's features are in the collection's features hash), `remove` (one image),
-    `drop` (the whole collection; `image` is empty).
+    op: `add` (the image of `item`, whose features are in the blob store), `remove` (one image),
+    `drop` (the whole collection; `image` is empty). `item` is empty in events written before
+    features left Redis (the worker then looks the item up).
     """
 
     op: str
     collection: str
     image: str = ""
+    item: str = ""
     version: int = VERSION
 
 
@@ -106,16 +140,21 @@ def _unpack(data: bytes, kind: str) -> dict[str, Any]:
     return obj
 
 
+def _decode(data: bytes, kind: str, message: type[_Message]) -> _Message:
+    """The `message` dataclass read from msgpack `data` (CodecError if its fields do not fit)."""
+    obj = _unpack(data, kind)
+    try:
+        return message(**obj)
+    except TypeError as exc:
+        raise CodecError(f"{kind}: {exc}") from exc
+
+
 def encode_job(job: SearchJob) -> bytes:
     return _pack(job)
 
 
 def decode_job(data: bytes) -> SearchJob:
-    obj = _unpack(data, "search job")
-    try:
-        return SearchJob(**obj)
-    except TypeError as exc:
-        raise CodecError(f"search job: {exc}") from exc
+    return _decode(data, "search job", SearchJob)
 
 
 def encode_reply(reply: SearchReply) -> bytes:
@@ -131,6 +170,22 @@ def decode_reply(data: bytes) -> SearchReply:
         raise CodecError(f"search reply: {exc}") from exc
 
 
+def encode_ingest(job: IngestJob) -> bytes:
+    return _pack(job)
+
+
+def decode_ingest(data: bytes) -> IngestJob:
+    return _decode(data, "ingest job", IngestJob)
+
+
+def encode_ingest_reply(reply: IngestReply) -> bytes:
+    return _pack(reply)
+
+
+def decode_ingest_reply(data: bytes) -> IngestReply:
+    return _decode(data, "ingest reply", IngestReply)
+
+
 def encode_event(event: IndexEvent) -> dict[str, bytes]:
     """Stream entry fields for XADD."""
     return {"m": _pack(event)}
@@ -140,18 +195,16 @@ def decode_event(fields: dict[bytes, bytes]) -> IndexEvent:
     data = fields.get(b"m")
     if data is None:
         raise CodecError("index event: no 'm' field")
-    obj = _unpack(data, "index event")
-    try:
-        return IndexEvent(**obj)
-    except TypeError as exc:
-        raise CodecError(f"index event: {exc}") from exc
+    return _decode(data, "index event", IndexEvent)
 
 
 @dataclass(frozen=True)
 class FeatureRecord:
-    """What the features hash stores per image: its item, its serialised features, and the digest
-    of the settings they were extracted with (`workers.tuning.extraction_id`); `extraction` is None
-    in records written before the digest was recorded (settings unknown)."""
+    """What a worker indexes for an image (the blob `shared.blobs.FEATURES`; before the blob store,
+    a value of the collection's features hash in Redis): its item, its serialised features, and
+    the digest of the settings they were extracted with (`workers.tuning.extraction_id`), so a
+    change of settings is detected; `extraction` is None in records written before the digest was
+    recorded (settings unknown)."""
 
     item: str
     features: bytes

@@ -30,7 +30,12 @@ VARIABLES: tuple[Variable, ...] = (
         "",
         "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0.",
     ),
-    Variable("RECOG_DATA_DIR", "./recog-data", "Where originals, thumbnails and the private Redis's data are kept."),
+    Variable(
+        "RECOG_DATA_DIR",
+        "./recog-data",
+        "Where the blob store (`blobs/`: originals, thumbnails, features), saved indexes and the private Redis's "
+        "data are kept. The API and every worker must see the same `blobs/`.",
+    ),
     Variable(
         "RECOG_PUBLIC_URL",
         "",
@@ -96,6 +101,12 @@ VARIABLES: tuple[Variable, ...] = (
         "How long the API trusts a token lookup (revocation bites within this time).",
     ),
     Variable("RECOG_REPLY_TTL_SECONDS", "30", "Lifetime of a search reply key in Redis."),
+    Variable(
+        "RECOG_INGEST_TIMEOUT_SECONDS",
+        "30",
+        "How long a reference upload may wait for a worker to check it and extract its features before it is "
+        "answered 503 SERVER_BUSY (workers serve uploads only when no search waits).",
+    ),
     Variable(
         "RECOG_SNAPSHOT_MIN_IMAGES",
         "1000",
@@ -182,6 +193,7 @@ class Settings:
     max_connections: int
     token_cache_seconds: float
     reply_ttl_seconds: int
+    ingest_timeout_seconds: float
     worker_metrics_port: int
     worker_metrics_host: str
     snapshot_min_images: int
@@ -215,6 +227,7 @@ class Settings:
             max_connections=_int(env, "RECOG_MAX_CONNECTIONS", low=1),
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
+            ingest_timeout_seconds=_float(env, "RECOG_INGEST_TIMEOUT_SECONDS"),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
             worker_metrics_host=env.get("RECOG_WORKER_METRICS_HOST") or _DEFAULTS["RECOG_WORKER_METRICS_HOST"],
             snapshot_min_images=_int(env, "RECOG_SNAPSHOT_MIN_IMAGES"),

@@ -9,7 +9,8 @@ Layout (all under the `recog:` prefix):
 | `collection-names` | hash | name -> collection id (names are unique) |
 | `collection:{id}:items` | zset | the collection's item ids by creation time |
 | `collection:{id}:tokens` | zset | the collection's tokens by creation time |
-| `collection:{id}:features` | hash | image id -> msgpack {item, features, extraction}: what workers index |
+| `collection:{id}:references` | hash | image id -> item id: the images workers index (features: `shared.blobs`) |
+| `collection:{id}:features` | hash | old versions: image id -> feature record (`shared.migration` moves them) |
 | `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
 | `item:{id}:images` | zset | the item's image ids by creation time |
 | `images` / `image:{id}` | zset / hash | all images by creation time / an image's fields |
@@ -18,7 +19,8 @@ Layout (all under the `recog:` prefix):
 | `shard:{n}:collections` | set | ids of the collections shard n owns |
 | `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
 | `rate:{token}:{second}` | string | searches a rate-limited token made in that second; expires |
-| `reply:{job_id}` | list | a search's msgpack reply, pushed once by a worker; expires |
+| `reply:{job_id}` | list | a search's or an upload's msgpack reply, pushed once by a worker; expires |
+| `migration` | string | held while a process moves features out of Redis (`shared.migration`) |
 | `in-flight` | zset | admitted searches not yet answered, scored by their deadline (admission) |
 | `shard:{n}:in-flight` | zset | the same, of shard n's collections |
 | `worker:{name}` | hash | a worker's heartbeat: shards served, indexed images, jobs done |
@@ -37,6 +39,7 @@ TOKENS = PREFIX + "tokens"
 APIKEYS = PREFIX + "apikeys"
 WORKERS = PREFIX + "workers"
 IN_FLIGHT = PREFIX + "in-flight"
+MIGRATION = PREFIX + "migration"
 
 
 def collection(collection_id: str) -> str:
@@ -51,7 +54,12 @@ def collection_tokens(collection_id: str) -> str:
     return f"{PREFIX}collection:{collection_id}:tokens"
 
 
-def collection_features(collection_id: str) -> str:
+def collection_references(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}:references"
+
+
+def legacy_features(collection_id: str) -> str:
+    """Where features were kept before the blob store; read only to move them out."""
     return f"{PREFIX}collection:{collection_id}:features"
 
 

@@ -15,12 +15,17 @@ from rq.utils import utcparse
 
 from shared import replies
 from shared.heartbeats import AnyPipeline
-from shared.shards import queue_name
+from shared.shards import ingest_queue_name, queue_name
 
 
 def queue_key(shard: int) -> str:
-    """The Redis list RQ keeps shard `shard`'s queued job ids in."""
+    """The Redis list RQ keeps shard `shard`'s queued search job ids in."""
     return Queue.redis_queue_namespace_prefix + queue_name(shard)
+
+
+def ingest_queue_key(shard: int) -> str:
+    """The Redis list RQ keeps shard `shard`'s queued upload job ids in."""
+    return Queue.redis_queue_namespace_prefix + ingest_queue_name(shard)
 
 
 def stage_depths(pipe: AnyPipeline, shards: int) -> None:

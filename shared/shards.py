@@ -1,4 +1,4 @@
-"""The shard map: which shard owns a collection, and the name of that shard's RQ queue.
+"""The shard map: which shard owns a collection, and the names of that shard's RQ queues.
 
 The hash must be stable across processes and Python versions (so not `hash()`): every API process
 and worker has to agree on it without talking to each other.
@@ -17,3 +17,9 @@ def shard_of(collection_id: str, shards: int) -> int:
 def queue_name(shard: int) -> str:
     """The RQ queue that carries the search jobs of `shard`."""
     return f"recog-shard-{shard}"
+
+
+def ingest_queue_name(shard: int) -> str:
+    """The RQ queue that carries the uploads of `shard`'s collections; every worker serves it after
+    its search queues (`workers.worker`)."""
+    return f"recog-ingest-{shard}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +17,12 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from shared import keys
+from shared.blobs import FEATURES
 from shared.codec import decode_event, decode_feature_record
 from shared.config import Settings
 from shared.shards import shard_of
 from shared.testing import imagegen
-from shared.testing.stack import db_url, private_db
+from shared.testing.stack import db_url, private_db, recog_command, stack_env
 from workers.tuning import extraction_id
 
 KEY = "management-test-key"
@@ -34,8 +36,24 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
         yield connection
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("management")
+
+
+@pytest.fixture(scope="module")
+def worker(redis_url: str, data_dir: Path) -> Iterator[None]:
+    """A real worker process on the tests' database and data directory: uploads are prepared by
+    workers (every worker serves every shard's upload queue)."""
+    env = stack_env(f"{redis_url.rsplit('/', 1)[0]}/15", data_dir, RECOG_SHARDS=str(SHARDS))
+    proc = subprocess.Popen([*recog_command(), "worker"], env=env)
+    yield
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
 @pytest.fixture
-def make_client(db: redis.Redis, tmp_path: Path) -> Iterator[MakeClient]:
+def make_client(db: redis.Redis, data_dir: Path, worker: None) -> Iterator[MakeClient]:
     """Starts the app with extra settings; the client sends the admin key unless told otherwise."""
     started: list[TestClient] = []
 
@@ -43,7 +61,7 @@ def make_client(db: redis.Redis, tmp_path: Path) -> Iterator[MakeClient]:
         settings = Settings.from_env(
             {
                 "REDIS_URL": db_url(db),
-                "RECOG_DATA_DIR": str(tmp_path),
+                "RECOG_DATA_DIR": str(data_dir),
                 "RECOG_ADMIN_API_KEY": KEY,
                 "RECOG_SHARDS": str(SHARDS),
                 **env,
@@ -377,7 +395,7 @@ def test_item_defaults(client: TestClient) -> None:
 # --- images ----------------------------------------------------------------------------------
 
 
-def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.Redis) -> None:
+def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.Redis, data_dir: Path) -> None:
     cid = make_collection(client)["uuid"]
     iid = make_item(client, cid)["uuid"]
     data = reference(1)
@@ -401,15 +419,19 @@ def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.R
         thumb = Image.open(io.BytesIO(served.content))
         assert (thumb.format, thumb.size) == ("JPEG", (side, side))
 
-    stored = decode_feature_record(cast(bytes, db.hget(keys.collection_features(cid), mid)))
+    assert db.hget(keys.collection_references(cid), mid) == iid.encode()
+    stored = decode_feature_record((data_dir / "blobs" / cid / iid / mid / FEATURES).read_bytes())
     assert stored.item == iid and stored.extraction == extraction_id()
+    assert not db.exists(keys.legacy_features(cid))  # no feature data in Redis
     assert events(db, cid) == [("add", mid)]
+    assert client.get(f"{base}/{FEATURES}").status_code == 404  # features are not served
     listed = client.get("/api/v0/image/", params={"item__uuid": iid}).json()
     assert [o["uuid"] for o in listed["objects"]] == [mid]
     assert client.get(f"/api/v0/image/{mid}/").json() == image
 
     assert client.delete(f"/api/v0/image/{mid}/").status_code == 204
-    assert db.hget(keys.collection_features(cid), mid) is None
+    assert db.hget(keys.collection_references(cid), mid) is None
+    assert not (data_dir / "blobs" / cid / iid / mid).exists()
     assert events(db, cid) == [("add", mid), ("remove", mid)]
     assert client.get(image["thumb_120"]).status_code == 404
     assert client.get(f"/api/v0/image/{mid}/").status_code == 404
@@ -459,14 +481,15 @@ def transparent_png() -> bytes:
     ],
 )
 def test_upload_image_errors(
-    make_client: MakeClient, tmp_path: Path, make_data: Callable[[], bytes], status: int, error: str
+    make_client: MakeClient, data_dir: Path, make_data: Callable[[], bytes], status: int, error: str
 ) -> None:
     client = make_client(RECOG_MAX_UPLOAD_BYTES="400000")
-    iid = make_item(client, make_collection(client)["uuid"])["uuid"]
+    cid = make_collection(client)["uuid"]
+    iid = make_item(client, cid)["uuid"]
     response = upload(client, iid, make_data())
     assert (response.status_code, code(response)) == (status, error), response.text
     assert client.get("/api/v0/image/").json()["objects"] == []
-    assert not list((tmp_path / "blobs").rglob("*.jpg"))
+    assert not (data_dir / "blobs" / cid).exists()  # nothing stored, not even the original
 
 
 def test_upload_form_errors(client: TestClient) -> None:
@@ -497,12 +520,12 @@ def test_deleting_an_item_deletes_its_images(client: TestClient, db: redis.Redis
     for image in images:
         assert client.get(image["resource_uri"]).status_code == 404
         assert client.get(image["thumb_60"]).status_code == 404
-    assert db.hlen(keys.collection_features(cid)) == 0
+    assert db.hlen(keys.collection_references(cid)) == 0
     assert [op for op, _ in events(db, cid)] == ["add", "add", "remove", "remove"]
     assert client.get(f"/api/v0/collection/{cid}/").status_code == 200
 
 
-def test_deleting_a_collection_deletes_everything_in_it(client: TestClient, db: redis.Redis, tmp_path: Path) -> None:
+def test_deleting_a_collection_deletes_everything_in_it(client: TestClient, db: redis.Redis, data_dir: Path) -> None:
     cid = make_collection(client, "doomed")["uuid"]
     token = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"][0]["token"]
     iid = make_item(client, cid)["uuid"]
@@ -513,7 +536,7 @@ def test_deleting_a_collection_deletes_everything_in_it(client: TestClient, db: 
     for uri in (f"/api/v0/item/{iid}/", image["resource_uri"], f"/api/v0/token/{token}/"):
         assert client.get(uri).status_code == 404, uri
     assert client.get(image["file"]).status_code == 404
-    assert not (tmp_path / "blobs" / cid).exists()
+    assert not (data_dir / "blobs" / cid).exists()
     assert events(db, cid)[-1] == ("drop", "")
     assert not db.sismember(keys.shard_collections(shard_of(cid, SHARDS)), cid)
     leftovers = [

@@ -1,4 +1,5 @@
-"""A worker indexes only features extracted under its own settings (real Redis, as the API writes them)."""
+"""A worker's index never mixes extractions: features stored under other settings are extracted again
+from the originals (real Redis, a real blob store, as an upload leaves them)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import redis
 from prometheus_client import REGISTRY
 
 from shared import keys
-from shared.codec import IndexEvent
+from shared.blobs import FEATURES, ORIGINAL, LocalBlobStore
+from shared.codec import IndexEvent, decode_feature_record
 from shared.testing.stack import private_db
 from tests.test_index import features_of
-from tests.test_snapshots import COLLECTION, found, upload
+from tests.test_snapshots import COLLECTION, found, prefix, upload
 from workers.shard_state import ShardState
 from workers.snapshots import Snapshots
 from workers.tuning import extraction_id
@@ -30,42 +32,67 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
         yield connection
 
 
-def upload_unrecorded(db: redis.Redis, seed: int) -> None:
-    """A record as the API wrote them before the extraction digest was recorded."""
+@pytest.fixture
+def blobs(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "blobs")
+
+
+def upload_unrecorded(db: redis.Redis, blobs: LocalBlobStore, seed: int) -> None:
+    """A record as written before the extraction digest was recorded."""
+    upload(db, blobs, seed)
     record = {"version": 1, "item": f"item-{seed}", "features": features_of(seed).to_bytes()}
-    db.hset(keys.collection_features(COLLECTION), f"img-{seed}", msgpack.packb(record, use_bin_type=True))
+    blobs.put(f"{prefix(seed)}/{FEATURES}", msgpack.packb(record, use_bin_type=True))
 
 
-def skipped_for_settings() -> float:
-    return REGISTRY.get_sample_value("recog_worker_skipped_images_total", {"reason": "settings"}) or 0.0
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-def test_features_of_other_settings_are_not_indexed_and_logged_once_per_collection(
-    db: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def stored_digest(blobs: LocalBlobStore, seed: int) -> str | None:
+    return decode_feature_record(blobs.get(f"{prefix(seed)}/{FEATURES}")).extraction
+
+
+def test_features_of_other_settings_are_extracted_again_from_the_originals(
+    db: redis.Redis, blobs: LocalBlobStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upload(db, 1)
-    upload(db, 2, extraction=OTHER)
-    upload(db, 3, extraction=OTHER)
-    upload_unrecorded(db, 4)
-    before = skipped_for_settings()
+    upload(db, blobs, 1)
+    upload(db, blobs, 2, extraction=OTHER)
+    upload(db, blobs, 3, extraction=OTHER)
+    upload_unrecorded(db, blobs, 4)
+    upload(db, blobs, 5, extraction=OTHER)
+    blobs.delete_prefix(prefix(5))  # its files were lost: nothing to extract from
+    before = sample("recog_worker_reextracted_images_total")
+    missing = sample("recog_worker_skipped_images_total", {"reason": "missing"})
 
     caplog.set_level(logging.INFO, "recog.worker")
-    state = ShardState(db, 1, Snapshots(tmp_path, min_images=1))
-    assert state.load_shard(0) == 2
-    assert found(state, 1) == ["item-1"] and found(state, 4) == ["item-4"]
-    assert found(state, 2) == [] and found(state, 3) == []
-    assert skipped_for_settings() == before + 2
-    [skipped] = [r.getMessage() for r in caplog.records if "not indexing" in r.getMessage()]
-    assert skipped.startswith(f"collection {COLLECTION}: not indexing 2 image(s)")
-    assert f"found {OTHER} x 2; this worker extracts under {extraction_id()}" in skipped
+    state = ShardState(db, blobs, 1, Snapshots(tmp_path / "indexes", min_images=1))
+    assert state.load_shard(0) == 4
+    for seed in (1, 2, 3, 4):
+        assert found(state, seed) == [f"item-{seed}"]
+    assert found(state, 5) == []
+    assert [stored_digest(blobs, seed) for seed in (2, 3)] == [extraction_id()] * 2  # written back
+    assert stored_digest(blobs, 4) is None  # settings unknown: indexed as stored
+    assert sample("recog_worker_reextracted_images_total") == before + 2
+    assert sample("recog_worker_skipped_images_total", {"reason": "missing"}) == missing + 1
+    [again] = [r.getMessage() for r in caplog.records if "again from their originals" in r.getMessage()]
+    assert again.startswith(f"collection {COLLECTION}: extracted the features of 2 image(s) again")
     [unknown] = [r.getMessage() for r in caplog.records if "before extraction settings were recorded" in r.getMessage()]
     assert unknown.startswith(f"collection {COLLECTION}: indexing 1 image(s)")
+    [lost] = [r.getMessage() for r in caplog.records if "not indexing" in r.getMessage()]
+    assert lost == f"collection {COLLECTION}: not indexing 1 image(s): their features are missing in the blob store"
 
-    # Live: an image of other settings uploaded while the worker runs is not indexed either.
-    upload(db, 5, extraction=OTHER)
-    upload(db, 6)
-    for seed in (5, 6):
-        state.apply(IndexEvent(op="add", collection=COLLECTION, image=f"img-{seed}"))
-    assert found(state, 5) == [] and found(state, 6) == ["item-6"]
-    assert "image img-5: not indexing 1 image(s) whose features were extracted under other settings" in caplog.text
-    assert skipped_for_settings() == before + 3
+    # Live: an image stored under other settings while the worker runs is extracted again too.
+    upload(db, blobs, 6, extraction=OTHER)
+    state.apply(IndexEvent(op="add", collection=COLLECTION, image="img-6", item="item-6"))
+    assert found(state, 6) == ["item-6"] and stored_digest(blobs, 6) == extraction_id()
+    assert sample("recog_worker_reextracted_images_total") == before + 3
+
+
+def test_an_event_without_its_item_is_looked_up(db: redis.Redis, blobs: LocalBlobStore, tmp_path: Path) -> None:
+    """Events written before features left Redis name no item: the references give it."""
+    state = ShardState(db, blobs, 1)
+    state.load_shard(0)
+    upload(db, blobs, 7)
+    state.apply(IndexEvent(op="add", collection=COLLECTION, image="img-7"))
+    assert found(state, 7) == ["item-7"]
+    blobs.get(f"{prefix(7)}/{ORIGINAL}")  # the original stays beside the features

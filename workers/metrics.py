@@ -2,8 +2,8 @@
 
 The front end's /metrics already shows every shard's queue depth and live workers (read from
 Redis); these add what only the worker knows: how its search time splits into stages, how
-many jobs it dropped because their deadline had passed while they queued, and how many stored
-images it did not index.
+many jobs it dropped because their deadline had passed while they queued, how long uploads take
+to prepare, and how many stored images it did not index or extracted again.
 """
 
 from __future__ import annotations
@@ -16,9 +16,20 @@ JOBS = Counter("recog_worker_jobs_total", "Search jobs taken from the queues, by
 STAGE_SECONDS = Histogram(
     "recog_worker_stage_seconds", "Worker-side time of a search by stage", ["stage"], buckets=_STAGE_BUCKETS
 )
-# reason: `settings` (features extracted under other settings than the worker's), `unreadable`.
+# reason: `unreadable` (features that cannot be decoded), `missing` (no features in the blob store).
 SKIPPED_IMAGES = Counter(
     "recog_worker_skipped_images_total", "Stored images the worker did not index, by reason", ["reason"]
+)
+REEXTRACTED_IMAGES = Counter(
+    "recog_worker_reextracted_images_total",
+    "Stored images whose features were extracted again from the original (made under other settings)",
+)
+# outcome: `indexed`, `dropped` (its client had stopped waiting) or the contract error code.
+INGESTS = Counter("recog_worker_ingests_total", "Reference uploads prepared by the worker, by outcome", ["outcome"])
+INGEST_SECONDS = Histogram(
+    "recog_worker_ingest_seconds",
+    "Worker-side time to prepare one reference upload (checks, features, thumbnails, writes)",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
 )
 
 

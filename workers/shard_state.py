@@ -1,20 +1,18 @@
 """The indexes a worker holds: one `CollectionIndex` per collection of the shards it serves.
 
-A shard is loaded from the features hashes in Redis, then kept current by tailing the shard's
-event stream (`keys.shard_events`), so an uploaded image is searchable within a second without a
-restart. The stream position is read *before* loading, so an event that races the load is applied
-again afterwards; applying an event twice is harmless (add replaces, remove ignores the absent).
-Shards come and go at run time as ownership moves between workers (`workers.ownership`).
+A shard is loaded from the collections' references in Redis (image -> item) and their features in
+the blob store (`workers.references`), then kept current by tailing the shard's event stream
+(`keys.shard_events`), so an uploaded image is searchable within a second without a restart. The
+stream position is read *before* loading, so an event that races the load is applied again
+afterwards; applying an event twice is harmless (add replaces, remove ignores the absent). Shards
+come and go at run time as ownership moves between workers (`workers.ownership`).
 
 With snapshots (`workers.snapshots`), a collection is opened from its saved index and only the
-events after the snapshot are replayed; a collection loaded from Redis is saved for the next start.
+events after the snapshot are replayed; a collection built from the blob store is saved for the
+next start.
 
-Stored features record the digest of the settings they were extracted with. Features of other
-settings than the index's are not indexed (they would be compared with queries extracted
-differently); the originals are with the API (a worker container does not mount them), so they
-are not re-extracted: uploading the image again indexes it. Features stored before the digest was
-recorded are indexed as they are, as they always were. Either is logged once per collection
-loaded, and per image for an image added while the worker runs.
+Features stored under other extraction settings than the worker's are extracted again from the
+originals (`workers.references`); what was not indexed is logged once per collection loaded.
 """
 
 from __future__ import annotations
@@ -28,12 +26,13 @@ from typing import Any
 import redis
 
 from shared import keys, replies
-from shared.codec import IndexEvent, decode_event, decode_feature_record
+from shared.blobs import BlobStore
+from shared.codec import IndexEvent, decode_event
 from shared.errors import CodecError
 from shared.shards import shard_of
-from workers import metrics
-from workers.features import Features
+from workers import metrics, references
 from workers.index import CollectionIndex
+from workers.references import Outcome
 from workers.snapshots import Snapshots, stream_id
 from workers.tuning import extraction_id
 
@@ -42,7 +41,6 @@ log = logging.getLogger("recog.worker.index")
 _SCAN_BATCH = 500
 _BLOCK_MS = 1000
 _RESAVE_EVENTS = 1000  # a snapshot this many events behind is saved again after its replay
-_UNRECORDED = "unrecorded"  # the extraction digest of features stored before it was recorded
 
 
 @dataclass
@@ -55,8 +53,11 @@ class Collection:
 
 
 class ShardState:
-    def __init__(self, connection: redis.Redis, total_shards: int, snapshots: Snapshots | None = None) -> None:
+    def __init__(
+        self, connection: redis.Redis, blobs: BlobStore, total_shards: int, snapshots: Snapshots | None = None
+    ) -> None:
         self._redis = connection
+        self._blobs = blobs
         self._total = total_shards
         self._snapshots = snapshots
         self._collections: dict[str, Collection] = {}
@@ -109,11 +110,11 @@ class ShardState:
                 self._save(collection_id, collection, cursor)
             return len(collection.items)
         collection = self._collection(collection_id)
-        total = 0
-        foreign: Counter[str] = Counter()
-        for image_id, record in self._redis.hscan_iter(keys.collection_features(collection_id), count=_SCAN_BATCH):
-            total += self._add(collection, replies.text(image_id), replies.raw(record), foreign)
-        _report_foreign(foreign, extraction_id(collection.index.settings), f"collection {collection_id}")
+        found: Counter[Outcome] = Counter()
+        for image_id, item_id in self._redis.hscan_iter(keys.collection_references(collection_id), count=_SCAN_BATCH):
+            found[self._add(collection, collection_id, replies.text(image_id), replies.text(item_id))] += 1
+        _report(found, extraction_id(collection.index.settings), f"collection {collection_id}")
+        total = found[Outcome.STORED] + found[Outcome.UNRECORDED] + found[Outcome.REEXTRACTED]
         if self._snapshots:  # it skips collections below its size threshold
             self._save(collection_id, collection, cursor)
         return total
@@ -155,29 +156,13 @@ class ShardState:
                 found = self._collections[collection_id] = Collection(shard_of(collection_id, self._total))
             return found
 
-    def _add(self, collection: Collection, image_id: str, record: bytes, foreign: Counter[str] | None = None) -> int:
-        """Indexes an image's stored record; 1 if it did. Features recorded under other extraction
-        settings than the index's are not indexed, those recorded under none (stored before the
-        digest was) are; both are counted in `foreign` by digest for the caller to report, or
-        reported here without a `foreign`."""
-        try:
-            stored = decode_feature_record(record)
-            features = Features.from_bytes(stored.features)
-        except CodecError:
-            log.warning("skipping image %s: its stored features cannot be read", image_id)
-            metrics.SKIPPED_IMAGES.labels("unreadable").inc()
-            return 0
-        found, expected = stored.extraction or _UNRECORDED, extraction_id(collection.index.settings)
-        if found != expected:
-            if foreign is None:
-                _report_foreign(Counter([found]), expected, f"image {image_id}")
-            else:
-                foreign[found] += 1
-            if found != _UNRECORDED:
-                return 0
-        collection.index.add(image_id, features)
-        collection.items[image_id] = stored.item
-        return 1
+    def _add(self, collection: Collection, collection_id: str, image_id: str, item_id: str) -> Outcome:
+        """Indexes an image's stored features, if it has usable ones (`workers.references.load`)."""
+        features, outcome = references.load(self._blobs, collection_id, item_id, image_id, collection.index.settings)
+        if features is not None:
+            collection.index.add(image_id, features)
+            collection.items[image_id] = item_id
+        return outcome
 
     def apply(self, event: IndexEvent) -> None:
         if event.op == "drop":
@@ -189,10 +174,16 @@ class ShardState:
                 collection.index.remove(event.image)
                 collection.items.pop(event.image, None)
         elif event.op == "add":
-            record = self._redis.hget(keys.collection_features(event.collection), event.image)
-            if record is not None:  # None: deleted again since; its remove event follows
-                self._add(self._collection(event.collection), event.image, replies.raw(record))
-                log.debug("indexed image %s of collection %s", event.image, event.collection)
+            item = event.item or replies.optional_text(
+                self._redis.hget(keys.collection_references(event.collection), event.image)
+            )
+            if not item:
+                return  # deleted again since; its remove event follows
+            collection = self._collection(event.collection)
+            outcome = self._add(collection, event.collection, event.image, item)
+            if outcome is not Outcome.MISSING:  # missing: deleted since, as above
+                _report(Counter([outcome]), extraction_id(collection.index.settings), f"image {event.image}")
+            log.debug("image %s of collection %s: %s", event.image, event.collection, outcome.value)
         else:
             log.warning("ignoring unknown index event %r", event.op)
 
@@ -224,27 +215,31 @@ class ShardState:
                         log.warning("skipping unreadable index event %s: %s", entry_id, exc)
 
 
-def _report_foreign(found: Counter[str], expected: str, where: str) -> None:
-    """Logs (and counts) the features of other and of unrecorded extraction settings `_add` met."""
-    unrecorded = found.pop(_UNRECORDED, 0)
-    if skipped := sum(found.values()):
-        metrics.SKIPPED_IMAGES.labels("settings").inc(skipped)
+def _report(found: Counter[Outcome], expected: str, where: str) -> None:
+    """Logs (and counts) the images of a collection load that were not indexed as stored."""
+    if reextracted := found[Outcome.REEXTRACTED]:
+        metrics.REEXTRACTED_IMAGES.inc(reextracted)
         log.warning(
-            "%s: not indexing %d image(s) whose features were extracted under other settings "
-            "(found %s; this worker extracts under %s): re-upload them to make them searchable",
+            "%s: extracted the features of %d image(s) again from their originals: they were stored "
+            "under other settings than this worker's (%s)",
             where,
-            skipped,
-            ", ".join(f"{digest} x {count}" for digest, count in found.most_common()),
+            reextracted,
             expected,
         )
-    if unrecorded:
+    if unrecorded := found[Outcome.UNRECORDED]:
         log.warning(
             "%s: indexing %d image(s) whose features were stored before extraction settings were recorded "
-            "(their settings are unknown; this worker extracts under %s): re-upload them to record them",
+            "(their settings are unknown; this worker extracts under %s)",
             where,
             unrecorded,
             expected,
         )
+    for outcome in (Outcome.MISSING, Outcome.UNREADABLE):
+        if skipped := found[outcome]:
+            metrics.SKIPPED_IMAGES.labels(outcome.value).inc(skipped)
+            log.warning(
+                "%s: not indexing %d image(s): their features are %s in the blob store", where, skipped, outcome.value
+            )
 
 
 def _replayable(saved: str, current: str, oldest: str | None) -> bool:

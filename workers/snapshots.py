@@ -1,14 +1,14 @@
 """Saved collection indexes on the worker's disk: a restarted worker maps a big shard back in
-seconds instead of re-adding every reference from Redis (~2.5 ms each: 244 s at 100,000 in
-the scale bench).
+seconds instead of re-adding every reference from the blob store (~2.5 ms each: 244 s at 100,000
+in the scale bench).
 
 A snapshot is a `CollectionIndex.save` directory plus `meta.json`: the item of each image and the
 shard's event-stream id up to which the index is known to be current. Loading it is only correct
 if every event after that id is still in the stream (streams are trimmed to
-`shared.catalog.EVENTS_MAXLEN`); the caller checks that and replays them, else it loads from Redis
-and saves a fresh snapshot. Replaying an event the snapshot already holds is harmless (add
+`shared.catalog.EVENTS_MAXLEN`); the caller checks that and replays them, else it rebuilds the
+index from the blob store and saves a fresh snapshot. Replaying an event the snapshot already holds is harmless (add
 replaces, remove ignores the absent). A snapshot saved with another vocabulary or other
-recognition settings (`workers.tuning`) is not opened: the collection is rebuilt from Redis.
+recognition settings (`workers.tuning`) is not opened: the collection is rebuilt.
 
 Layout: `<root>/<collection>/<name>/` per snapshot and `<root>/<collection>/CURRENT` naming the
 newest. Each snapshot is written in a directory of its own and `CURRENT` is replaced atomically,
@@ -58,7 +58,7 @@ class Snapshots:
 
     def load(self, collection_id: str) -> Snapshot | None:
         """The newest snapshot of a collection, memory-mapped; None if there is none, it cannot be
-        read, or it was saved under another vocabulary or settings (a full load from Redis follows)."""
+        read, or it was saved under another vocabulary or settings (a full rebuild follows)."""
         home = self.root / collection_id
         try:
             name = (home / _CURRENT).read_text().strip()
@@ -69,7 +69,7 @@ class Snapshots:
             return None
         except IncompatibleIndex as exc:
             log.warning(
-                "not opening the saved index of collection %s (rebuilding it from Redis): %s", collection_id, exc
+                "not opening the saved index of collection %s (rebuilding it): %s", collection_id, exc
             )
             return None
         except (OSError, ValueError, KeyError) as exc:

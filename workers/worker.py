@@ -1,4 +1,5 @@
-"""The worker process: load the indexes of the shards it owns, then run RQ jobs in-process.
+"""The worker process: load the indexes of the shards it owns, then run RQ jobs in-process: the
+searches of those shards, and, when no search waits, reference uploads of any shard.
 
 RQ's default worker forks per job; with an index of gigabytes that costs 25-115 ms a job, while
 `SimpleWorker` runs the job in this process against the index already in memory (~2 ms). Three
@@ -11,8 +12,13 @@ state, current job and heartbeat rewritten several times) for jobs whose result 
 (`result_ttl=0`) and whose client learns the outcome from its reply key: that capped a Redis core
 near 2,000 searches/s. So a search is popped (BLPOP, HGETALL of its hash, as RQ does), run, and
 answered in one transaction that also deletes its hash (`workers.jobs`); RQ's worker hash is
-refreshed once per `_RQ_BEAT_SECONDS`, the suspension flag read once a second. A job that names
-any other function is not run: RQ would call whatever a job names.
+refreshed once per `_RQ_BEAT_SECONDS`, the suspension flag read once a second. Uploads take the
+same path (`workers.ingest`). A job that names any other function is not run: RQ would call
+whatever a job names.
+
+Every worker serves every shard's upload queue, after its search queues (BLPOP takes the first
+non-empty list in the order given): uploads need no index, so indexing throughput grows with the
+whole pool, and a bulk import only runs on a worker that has no search waiting.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import cv2
 import redis
@@ -32,11 +39,12 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 from rq.worker import WorkerStatus
 
-from shared import replies
-from shared.codec import SEARCH_FUNCTION, MsgpackSerializer
+from shared import migration, replies
+from shared.blobs import LocalBlobStore
+from shared.codec import INGEST_FUNCTION, SEARCH_FUNCTION, MsgpackSerializer
 from shared.config import Settings
-from shared.shards import queue_name
-from workers import heartbeat, jobs, metrics, vocabulary
+from shared.shards import ingest_queue_name, queue_name
+from workers import heartbeat, ingest, jobs, metrics, vocabulary
 from workers.ownership import ShardManager
 from workers.shard_state import ShardState
 from workers.snapshots import Snapshots
@@ -49,25 +57,29 @@ _LISTEN_SECONDS = 1
 # after RQ's worker TTL (420 s), so a live worker never drops out of `rq info`.
 _RQ_BEAT_SECONDS = 10.0
 _SUSPENSION_CHECK_SECONDS = 1.0
+# The only functions a job may name, and what runs them.
+_RUNNERS: dict[str, Callable[[bytes], None]] = {SEARCH_FUNCTION: jobs.search, INGEST_FUNCTION: ingest.ingest}
 
 
 class ShardWorker(SimpleWorker):
     """An RQ SimpleWorker whose queues follow the shards the ownership manager says it serves."""
 
-    def __init__(self, manager: ShardManager, connection: redis.Redis, name: str) -> None:
+    def __init__(self, manager: ShardManager, connection: redis.Redis, name: str, shards: int) -> None:
         self._manager = manager
-        self._served: frozenset[int] = frozenset()
+        self._served: frozenset[int] | None = None
         self._next_rq_beat = 0.0
         self._next_suspension_check = 0.0
-        self._searching = False
+        self._busy = False
         super().__init__([], connection=connection, serializer=MsgpackSerializer, name=name)
+        self._uploads = [self._queue(ingest_queue_name(s)) for s in range(shards)]
+
+    def _queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.connection, serializer=MsgpackSerializer)
 
     def _follow_ownership(self) -> None:
         wanted = self._manager.listening
         if wanted != self._served:
-            self.queues = [
-                Queue(queue_name(s), connection=self.connection, serializer=MsgpackSerializer) for s in sorted(wanted)
-            ]
+            self.queues = [self._queue(queue_name(s)) for s in sorted(wanted)] + self._uploads
             self._ordered_queues = self.queues[:]
             self._served = wanted
             self._manager.in_use = wanted
@@ -79,9 +91,6 @@ class ShardWorker(SimpleWorker):
         # Short pops, so a change of owned shards takes effect within a second.
         while not self._stop_requested:
             self._follow_ownership()
-            if not self.queues:
-                time.sleep(_LISTEN_SECONDS)
-                continue
             self.heartbeat()
             try:
                 popped = Queue.lpop([q.key for q in self._ordered_queues], _LISTEN_SECONDS, connection=self.connection)
@@ -100,26 +109,27 @@ class ShardWorker(SimpleWorker):
         return None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if job.func_name != SEARCH_FUNCTION:
+        run = _RUNNERS.get(job.func_name or "")
+        if run is None:
             # RQ would import and call whatever a job names: anyone able to write to Redis would
-            # run code here. The shard queues carry searches only.
-            log.warning("refused job %s: it calls %r, not the search job", job.id, job.func_name)
+            # run code here. The queues carry searches and uploads only.
+            log.warning("refused job %s: it calls %r, neither a search nor an upload", job.id, job.func_name)
             self.connection.delete(job.key)
             return
-        self._searching = True
+        self._busy = True
         try:
-            jobs.search(*job.args)
+            run(*job.args)
         except Exception:
-            # A job that cannot even be read: nothing to answer, the client will get its 504.
-            log.exception("search job %s failed", job.id)
+            # A job that cannot even be read: nothing to answer, its client will time out.
+            log.exception("job %s failed", job.id)
             self.connection.delete(job.key)
         finally:
-            self._searching = False
+            self._busy = False
 
     def get_state(self) -> str:
-        """BUSY while a search runs, as RQ's state would say (not written to Redis for searches):
-        a SIGTERM then lets the search finish before the worker stops (RQ's warm shutdown)."""
-        return WorkerStatus.BUSY if self._searching else super().get_state()
+        """BUSY while a job runs, as RQ's state would say (not written to Redis for our jobs): a
+        SIGTERM then lets the job finish before the worker stops (RQ's warm shutdown)."""
+        return WorkerStatus.BUSY if self._busy else super().get_state()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's worker-hash heartbeat, at most every `_RQ_BEAT_SECONDS` (RQ calls it around every job)."""
@@ -144,8 +154,9 @@ def main(settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
     connection = redis.Redis.from_url(settings.redis_url)
     name = worker_name(socket.gethostname())
+    blobs = LocalBlobStore(settings.data_dir / "blobs")
     state = ShardState(
-        connection, settings.shards, Snapshots(settings.data_dir / "indexes", settings.snapshot_min_images)
+        connection, blobs, settings.shards, Snapshots(settings.data_dir / "indexes", settings.snapshot_min_images)
     )
     manager = ShardManager(connection, state, name, settings.shards, settings.replicas, settings.worker_shards)
     context = jobs.WorkerContext(
@@ -157,6 +168,7 @@ def main(settings: Settings | None = None) -> int:
         shards=settings.shards,
     )
     jobs.CONTEXT = context
+    ingest.CONTEXT = ingest.IngestContext(name=name, connection=connection, blobs=blobs, settings=settings)
 
     metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
     # One worker process is one core's worth of searches (scale with processes, not threads):
@@ -166,6 +178,7 @@ def main(settings: Settings | None = None) -> int:
     # Built lazily it would land on the first upload's index event: 0.2 s idle, seconds when the
     # machine is busy, which broke the one-second freshness promise (measured).
     vocabulary.quantizer()
+    migration.migrate(connection, blobs)  # features kept in Redis by an older version: once per deployment
     stop = threading.Event()
     heartbeat.beat(context)  # be counted among the live workers before shards are shared out
     started = time.perf_counter()
@@ -184,7 +197,7 @@ def main(settings: Settings | None = None) -> int:
     ]
     for thread in threads:
         thread.start()
-    worker = ShardWorker(manager, connection, name)
+    worker = ShardWorker(manager, connection, name, settings.shards)
     try:
         worker.work(with_scheduler=False, logging_level=settings.log_level)
     finally:
