@@ -6,6 +6,8 @@
     recog apikey create                               a new management API key
     recog config                                      the table of environment variables
     recog status [--watch [SECONDS]] [--json]         shard queues, owners and worker heartbeats
+    recog migrate                                     move features kept in Redis to the blob store
+    recog sweep [--grace SECONDS]                     remove blob-store files no image owns
 
 Settings are read once from the environment; a bad value ends the command with exit code 2 and a
 one-line message. Modules behind each command are imported only when it runs, so `recog config`
@@ -122,6 +124,37 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return status.run(settings, watch=args.watch, as_json=args.json)
 
 
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+    from tqdm import tqdm
+
+    from shared import migration
+    from shared.blobs import LocalBlobStore
+
+    with redis.Redis.from_url(settings.redis_url) as connection:
+        total = migration.waiting(connection)
+        with tqdm(total=total, unit="image", desc="moving features", disable=not total) as bar:
+            moved = migration.migrate(connection, LocalBlobStore(settings.data_dir / "blobs"), bar.update)
+    print(
+        f"moved the features of {moved.images} image(s) of {moved.collections} collection(s) "
+        f"to {settings.data_dir / 'blobs'} ({moved.bytes / 1e6:.1f} MB); {moved.unreadable} unreadable"
+    )
+    return 0
+
+
+def _sweep(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+    from tqdm import tqdm
+
+    from shared.blobs import LocalBlobStore
+    from shared.sweep import sweep
+
+    with redis.Redis.from_url(settings.redis_url) as connection, tqdm(unit="image", desc="checking") as bar:
+        swept = sweep(connection, LocalBlobStore(settings.data_dir / "blobs"), args.grace, bar.update)
+    print(f"removed {swept.removed} of {swept.images} image folder(s) that no image in the catalogue owns")
+    return 0
+
+
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -168,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument(
         "--json", action="store_true", help="print JSON for scripts (one document per line with --watch)"
+    )
+
+    add("migrate", _migrate, "Move reference features kept in Redis (older versions) to the blob store.", "migrate")
+    sweep = add("sweep", _sweep, "Remove blob-store files that no image in the catalogue owns.", "sweep")
+    sweep.add_argument(
+        "--grace",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="leave folders written to in the last SECONDS alone: uploads in progress (default: %(default)s)",
     )
     return parser
 

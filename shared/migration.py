@@ -44,6 +44,11 @@ def pending(connection: redis.Redis) -> list[str]:
     return [replies.text(key).split(":")[-2] for key in connection.scan_iter(match=pattern, count=1000)]
 
 
+def waiting(connection: redis.Redis) -> int:
+    """How many images still have their features in Redis."""
+    return sum(int(connection.hlen(keys.legacy_features(c))) for c in pending(connection))
+
+
 def migrate(connection: redis.Redis, blobs: BlobStore, progress: Callable[[int], None] | None = None) -> Moved:
     """Moves every collection's features to the blob store; `progress(n)` after each batch of n
     images. Safe to run at any time, by several processes at once (they take turns)."""

@@ -68,9 +68,7 @@ class Snapshots:
         except FileNotFoundError:
             return None
         except IncompatibleIndex as exc:
-            log.warning(
-                "not opening the saved index of collection %s (rebuilding it): %s", collection_id, exc
-            )
+            log.warning("not opening the saved index of collection %s (rebuilding it): %s", collection_id, exc)
             return None
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable index snapshot of collection %s: %s", collection_id, exc)
