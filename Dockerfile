@@ -10,18 +10,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RECOG_DATA_DIR=/data
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone: a change of code reuses this layer instead of
+# reinstalling numpy, opencv and faiss. The pip cache lives in a BuildKit cache mount, not in the
+# image.
+COPY pyproject.toml ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY api ./api
 COPY shared ./shared
 COPY workers ./workers
-# The pip cache lives in a BuildKit cache mount, not in the image: rebuilds after a code change
-# reuse the downloaded wheels (numpy, opencv, faiss) without growing the image.
-RUN --mount=type=cache,target=/root/.cache/pip pip install .
+RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps .
 
-# Non-root; /data is created here, owned by that user, so a named volume mounted there starts
-# with the same owner.
+# Non-root; /data and the folders volumes are mounted on inside it are created here, owned by that
+# user, so named volumes mounted there start with the same owner (a worker can save its indexes).
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin recog \
-    && mkdir /data && chown recog /data
+    && mkdir -p /data/blobs /data/indexes && chown -R recog /data
 USER recog
 WORKDIR /data
 

@@ -127,9 +127,12 @@ class Catalogue:
     placed: list[tuple[int, str]]
 
 
-async def index(url: str, images: Sequence[bytes], collections: int = 1, shards: int = 1) -> Catalogue:
+async def index(
+    url: str, images: Sequence[bytes], collections: int = 1, shards: int = 1, concurrency: int = 4
+) -> Catalogue:
     """Creates `collections` collections, each on a shard of its own when `shards` allows (so the
-    load spreads evenly over the shards), and adds the images round-robin, one item each."""
+    load spreads evenly over the shards), and adds the images round-robin, one item each, with
+    `concurrency` uploads at a time."""
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
         ids: list[str] = []
@@ -149,7 +152,7 @@ async def index(url: str, images: Sequence[bytes], collections: int = 1, shards:
             (await client.get("/api/v0/token/", params={"collection__uuid": c})).json()["objects"][0]["token"]
             for c in ids
         ]
-        semaphore = asyncio.Semaphore(4)
+        semaphore = asyncio.Semaphore(concurrency)
         bar = tqdm(total=len(images), desc="indexing", unit="img")
         placed: list[tuple[int, str]] = [(0, "")] * len(images)
 

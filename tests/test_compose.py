@@ -81,6 +81,23 @@ def test_workers_keep_their_saved_indexes_on_a_volume_they_share(
     assert "indexes" in compose["volumes"]
 
 
+def test_api_and_workers_share_the_blob_store(services: dict[str, Any]) -> None:
+    """Workers prepare uploads from the originals the API stores and index features from the same store."""
+    for name in ("api", "worker"):
+        service = services[name]
+        assert f"blobs:{service['environment']['RECOG_DATA_DIR']}" in service["volumes"], name
+
+
+def test_image_build_reuses_the_dependency_layer_and_leaves_the_checkout_out() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    install_deps = next(i for i, line in enumerate(lines) if "pip install -r" in line)
+    first_code = next(i for i, line in enumerate(lines) if re.match(r"COPY (api|shared|workers) ", line))
+    assert install_deps < first_code, "dependencies must install before the code is copied"
+    assert "mkdir -p /data/blobs /data/indexes" in " ".join(lines)  # volume mount points owned by the user
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {".venv", ".git"} <= set(ignored)
+
+
 def test_worker_can_be_scaled(services: dict[str, Any]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker
