@@ -39,6 +39,12 @@ REQUEUED = Counter(
 IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker", multiprocess_mode="livesum")
 # Gauges read from Redis at scrape time: with several API processes, the most recent read wins.
 QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"], multiprocess_mode="mostrecent")
+INGEST_QUEUE_DEPTH = Gauge(
+    "recog_ingest_queue_depth",
+    "Reference uploads waiting in a shard's upload queue (workers take them when no search waits)",
+    ["shard"],
+    multiprocess_mode="mostrecent",
+)
 OLDEST_JOB = Gauge(
     "recog_queue_oldest_job_age_seconds",
     "Age of the oldest queued job of a shard",
@@ -86,10 +92,11 @@ async def refresh(redis: aioredis.Redis, shards: int) -> None:
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
         queues.stage_depths(pipe, shards)
+        queues.stage_depths(pipe, shards, queues.ingest_queue_key)
         queues.stage_heads(pipe, shards)
         heartbeats.stage_roster(pipe, now)
         *lists, roster = await pipe.execute()
-        depths, heads = lists[:shards], lists[shards:]
+        depths, uploads, heads = lists[:shards], lists[shards : 2 * shards], lists[2 * shards :]
         queued = queues.stage_enqueued_at(pipe, heads)
         names = heartbeats.stage_beats(pipe, roster)
         fetched = await pipe.execute() if queued or names else []
@@ -97,6 +104,7 @@ async def refresh(redis: aioredis.Redis, shards: int) -> None:
     beats = heartbeats.parse_beats(names, fetched[len(queued) :])
     for shard in range(shards):
         QUEUE_DEPTH.labels(str(shard)).set(depths[shard])
+        INGEST_QUEUE_DEPTH.labels(str(shard)).set(uploads[shard])
         OLDEST_JOB.labels(str(shard)).set(queues.job_age(enqueued.get(shard), now) or 0.0)
     for shard, beats_of_shard in owners_by_shard(beats, shards, now).items():
         LIVE_WORKERS.labels(str(shard)).set(len(beats_of_shard))

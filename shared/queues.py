@@ -7,7 +7,7 @@ caller folds them into its own round trips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rq import Queue
 from rq.job import Job
@@ -28,10 +28,10 @@ def ingest_queue_key(shard: int) -> str:
     return Queue.redis_queue_namespace_prefix + ingest_queue_name(shard)
 
 
-def stage_depths(pipe: AnyPipeline, shards: int) -> None:
-    """Stages one LLEN per shard."""
+def stage_depths(pipe: AnyPipeline, shards: int, key: Callable[[int], str] = queue_key) -> None:
+    """Stages one LLEN per shard of its search queue (or of the queue `key` names, e.g. uploads)."""
     for shard in range(shards):
-        pipe.llen(queue_key(shard))
+        pipe.llen(key(shard))
 
 
 def stage_heads(pipe: AnyPipeline, shards: int) -> None:
