@@ -12,17 +12,20 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from shared import keys
 from shared.blobs import FEATURES, LocalBlobStore, image_prefix
+from shared.launcher import free_port
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, recog_command, serving, stack_env
 from shared.testing.wait import wait_until
-from tests.stackclient import add_reference, make_collection, search
+from tests.stackclient import add_reference, make_collection, search, upload_image
 from tests.test_index import CORNERS, photo, reference
 
 SEEDS = (11, 12, 13)
@@ -161,3 +164,23 @@ def test_sweep_removes_only_files_no_image_owns(running: Stack, tmp_path: Path) 
     assert f"removed 1 of {len(SEEDS) + 2} image folder(s)" in out
     assert not blobs.path(orphan).exists()
     assert blobs.path(fresh).exists() and blobs.path(f"{kept}/{FEATURES}").exists()
+
+
+def test_searches_are_served_between_the_stages_of_uploads(running: Stack) -> None:
+    """A worker preparing an upload serves the searches that arrive meanwhile between its stages,
+    instead of making them wait for the whole upload (one worker here: no other could take them)."""
+    _, token, added = populate(running)
+    stop_workers(running)
+    port = free_port()
+    running.start_worker(RECOG_WORKER_METRICS_PORT=str(port))
+    running.wait_ready()
+    item = added[SEEDS[0]][0]
+    uploads = [imagegen.encode_jpeg(imagegen.textured(100 + n, 1600, 1200), 95) for n in range(12)]
+    with ThreadPoolExecutor(4) as pool, running.admin() as admin:
+        uploaded = [pool.submit(upload_image, admin, item, data) for data in uploads]
+        searched = [top_item(running, token, SEEDS[n % len(SEEDS)]) for n in range(12)]
+        assert [f.result().status_code for f in uploaded] == [201] * len(uploads)
+    assert searched == [added[SEEDS[n % len(SEEDS)]][0] for n in range(12)]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    [served] = [line for line in metrics.splitlines() if line.startswith("recog_worker_searches_during_uploads_total")]
+    assert float(served.split()[-1]) > 0, "every search waited for whole uploads"

@@ -22,7 +22,9 @@ no false positives).
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -165,14 +167,25 @@ def _far(analysed: np.ndarray, factor: float, settings: RecognitionSettings) -> 
     return _to_caller(points, np.array([width / size[0], height / size[1]], np.float32)), descriptors
 
 
-def extract_reference(gray: np.ndarray, *, settings: RecognitionSettings = DEFAULT) -> Features:
+def extract_reference(
+    gray: np.ndarray, *, settings: RecognitionSettings = DEFAULT, pause: Callable[[], None] | None = None
+) -> Features:
     """What is indexed for a reference image: `extract`'s features plus those of the synthetic
     views of `tilt_directions` and `far_factors` (see module doc). All keypoints in `gray`'s pixels.
-    What it gives depends on the settings `workers.tuning.extraction_id` digests."""
+    What it gives depends on the settings `workers.tuning.extraction_id` digests. `pause` is called
+    between views (~25 ms each): a worker serves the searches that arrived meanwhile."""
+    pause = pause or (lambda: None)
     analysed, back = _analysed(gray, settings.analysis_long_side, settings)
-    views = [_detect(analysed, settings.max_features, settings)]
-    views += [_tilted(analysed, np.radians(d), settings) for d in settings.tilt_directions]
-    views += [_far(analysed, f, settings) for f in settings.far_factors]
+    pause()
+    makers: list[Callable[[], tuple[np.ndarray, np.ndarray]]] = [
+        lambda: _detect(analysed, settings.max_features, settings)
+    ]
+    makers += [functools.partial(_tilted, analysed, np.radians(d), settings) for d in settings.tilt_directions]
+    makers += [functools.partial(_far, analysed, f, settings) for f in settings.far_factors]
+    views = []
+    for make in makers:
+        views.append(make())
+        pause()
     points = np.concatenate([v[0] for v in views])
     descriptors = np.concatenate([v[1] for v in views])
     return Features(_to_caller(points, back), descriptors, gray.shape[1], gray.shape[0])

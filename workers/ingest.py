@@ -7,7 +7,9 @@ the front end) and makes its thumbnails; features and thumbnails are written bes
 before the reply, so the `add` event the front end then publishes never precedes its data.
 
 Upload queues are served after search queues (`workers.worker`), so a bulk import never delays the
-searches already waiting; indexing throughput grows with the number of workers.
+searches already waiting; and between its stages (each synthetic view, ~25 ms) an upload lets the
+worker serve the searches that arrived meanwhile (`IngestContext.pause`), so a search waits for one
+stage, not for a whole upload. Indexing throughput grows with the number of workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -44,6 +47,7 @@ class IngestContext:
     connection: redis.Redis
     blobs: BlobStore
     settings: Settings
+    pause: Callable[[], None] = lambda: None  # serves the searches waiting on this worker
 
 
 CONTEXT: IngestContext | None = None
@@ -73,23 +77,27 @@ def thumbnails(data: bytes) -> dict[str, bytes]:
     return out
 
 
-def prepare(data: bytes, item: str, settings: Settings) -> Prepared:
-    """All of an upload's CPU work; raises the contract's IMAGE_* errors."""
+def prepare(data: bytes, item: str, settings: Settings, pause: Callable[[], None] = lambda: None) -> Prepared:
+    """All of an upload's CPU work, calling `pause` between stages; raises the contract's IMAGE_*
+    errors."""
     inspect(data, settings, opacity=False)  # decode_gray checks opacity on the pixels it decodes
     recognition = tuning.DEFAULT  # what the workers index and search with
     gray = decode_gray(data, settings=recognition)
+    pause()
     # Stars rate the picture as a camera sees it face-on; what is indexed adds tilted views
     # (whose features would inflate the rating), so the upright pass runs twice: ~6 ms an upload.
     rating = recognisability(extract(gray, settings=recognition), settings=recognition)
     if rating == 0:
         raise ImageNoDetails("The image has too few details to be recognised; upload a sharper or more textured image.")
-    return Prepared(encode_features(gray, item, recognition), rating, thumbnails(data))
+    pause()
+    record = encode_features(gray, item, recognition, pause)
+    return Prepared(record, rating, thumbnails(data))
 
 
 def _prepared_reply(context: IngestContext, job: IngestJob) -> IngestReply:
     prefix = image_prefix(job.collection, job.item, job.image)
     try:
-        prepared = prepare(context.blobs.get(f"{prefix}/{ORIGINAL}"), job.item, context.settings)
+        prepared = prepare(context.blobs.get(f"{prefix}/{ORIGINAL}"), job.item, context.settings, context.pause)
     except RecogError as exc:
         return IngestReply(job_id=job.job_id, error=exc.code, message=exc.message, worker=context.name)
     except Exception:

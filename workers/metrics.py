@@ -26,6 +26,10 @@ REEXTRACTED_IMAGES = Counter(
 )
 # outcome: `indexed`, `dropped` (its client had stopped waiting) or the contract error code.
 INGESTS = Counter("recog_worker_ingests_total", "Reference uploads prepared by the worker, by outcome", ["outcome"])
+SEARCHES_DURING_UPLOADS = Counter(
+    "recog_worker_searches_during_uploads_total",
+    "Searches the worker served between the stages of an upload it was preparing",
+)
 INGEST_SECONDS = Histogram(
     "recog_worker_ingest_seconds",
     "Worker-side time to prepare one reference upload (checks, features, thumbnails, writes)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,9 +35,12 @@ class Outcome(enum.Enum):
     UNREADABLE = "unreadable"  # features that cannot be decoded: not indexed
 
 
-def encode_features(gray: np.ndarray, item: str, settings: RecognitionSettings) -> bytes:
-    """The feature record of a decoded reference image: what `FEATURES` holds."""
-    features = extract_reference(gray, settings=settings)
+def encode_features(
+    gray: np.ndarray, item: str, settings: RecognitionSettings, pause: Callable[[], None] | None = None
+) -> bytes:
+    """The feature record of a decoded reference image: what `FEATURES` holds (`pause`: see
+    `workers.features.extract_reference`)."""
+    features = extract_reference(gray, settings=settings, pause=pause)
     return encode_feature_record(item, features.to_bytes(), extraction_id(settings))
 
 

@@ -57,6 +57,8 @@ _LISTEN_SECONDS = 1
 # after RQ's worker TTL (420 s), so a live worker never drops out of `rq info`.
 _RQ_BEAT_SECONDS = 10.0
 _SUSPENSION_CHECK_SECONDS = 1.0
+# Most searches an upload lets run at one pause between its stages (so it still makes progress).
+_SEARCHES_PER_PAUSE = 8
 # The only functions a job may name, and what runs them.
 _RUNNERS: dict[str, Callable[[bytes], None]] = {SEARCH_FUNCTION: jobs.search, INGEST_FUNCTION: ingest.ingest}
 
@@ -101,14 +103,40 @@ class ShardWorker(SimpleWorker):
                 time.sleep(1)
                 continue
             queue_key, job_id = (replies.text(part) for part in popped)
-            try:
-                job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
-            except NoSuchJobError:
-                continue  # expired in the queue (its TTL is the search deadline)
-            return job, next(q for q in self._ordered_queues if q.key == queue_key)
+            job = self._fetch(job_id)
+            if job is not None:
+                return job, next(q for q in self._ordered_queues if q.key == queue_key)
         return None
 
+    def serve_waiting_searches(self) -> None:
+        """Runs the searches already queued on this worker's shards, up to `_SEARCHES_PER_PAUSE`
+        (an upload calls this between its stages, `workers.ingest`); one LMPOP when none waits."""
+        search_queues = [q.key for q in self._ordered_queues if q not in self._uploads]
+        for _ in range(_SEARCHES_PER_PAUSE if search_queues else 0):
+            popped = self.connection.lmpop(len(search_queues), *search_queues, direction="LEFT")
+            if not popped:
+                return
+            for job_id in popped[1]:
+                job = self._fetch(replies.text(job_id))
+                if job is not None:
+                    self._run(job)
+                    metrics.SEARCHES_DURING_UPLOADS.inc()
+
+    def _fetch(self, job_id: str) -> Job | None:
+        """The job's hash, read as RQ does; None when it expired in the queue (its TTL is its deadline)."""
+        try:
+            return self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        except NoSuchJobError:
+            return None
+
     def execute_job(self, job: Job, queue: Queue) -> None:
+        self._busy = True
+        try:
+            self._run(job)
+        finally:
+            self._busy = False
+
+    def _run(self, job: Job) -> None:
         run = _RUNNERS.get(job.func_name or "")
         if run is None:
             # RQ would import and call whatever a job names: anyone able to write to Redis would
@@ -116,15 +144,12 @@ class ShardWorker(SimpleWorker):
             log.warning("refused job %s: it calls %r, neither a search nor an upload", job.id, job.func_name)
             self.connection.delete(job.key)
             return
-        self._busy = True
         try:
             run(*job.args)
         except Exception:
             # A job that cannot even be read: nothing to answer, its client will time out.
             log.exception("job %s failed", job.id)
             self.connection.delete(job.key)
-        finally:
-            self._busy = False
 
     def get_state(self) -> str:
         """BUSY while a job runs, as RQ's state would say (not written to Redis for our jobs): a
@@ -168,7 +193,6 @@ def main(settings: Settings | None = None) -> int:
         shards=settings.shards,
     )
     jobs.CONTEXT = context
-    ingest.CONTEXT = ingest.IngestContext(name=name, connection=connection, blobs=blobs, settings=settings)
 
     metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
     # One worker process is one core's worth of searches (scale with processes, not threads):
@@ -198,6 +222,9 @@ def main(settings: Settings | None = None) -> int:
     for thread in threads:
         thread.start()
     worker = ShardWorker(manager, connection, name, settings.shards)
+    ingest.CONTEXT = ingest.IngestContext(
+        name=name, connection=connection, blobs=blobs, settings=settings, pause=worker.serve_waiting_searches
+    )
     try:
         worker.work(with_scheduler=False, logging_level=settings.log_level)
     finally:
