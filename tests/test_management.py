@@ -261,6 +261,47 @@ def test_fields_we_do_not_keep_are_ignored(client: TestClient) -> None:
     assert "tags" not in item
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v0/collection/", {"name": "misspelt", "nmae": "x", "colour": "red"}),
+        ("POST", "/api/v0/item/", {"collection": "{cid}", "name": "n", "nmae": "x", "colour": "red"}),
+        ("POST", "/api/v0/token/", {"collection": "{cid}", "nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/collection/{cid}/", {"nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/item/{iid}/", {"name": "kept?", "nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/token/{token}/", {"rate_limit": 5, "nmae": "x", "colour": "red"}),
+    ],
+)
+def test_unknown_fields_are_refused_by_name(client: TestClient, method: str, path: str, body: dict[str, Any]) -> None:
+    cid = make_collection(client)["uuid"]
+    item = make_item(client, cid)
+    token = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"][0]["token"]
+    names = {"cid": cid, "iid": item["uuid"], "token": token}
+    filled = {k: v.format(**names) if isinstance(v, str) else v for k, v in body.items()}
+    response = client.request(method, path.format(**names), json=filled)
+    assert response.status_code == 400 and code(response) == "VALIDATION_ERROR", response.text
+    assert response.json()["error"]["details"] == {"nmae": "unknown field", "colour": "unknown field"}
+    assert client.get(f"/api/v0/item/{item['uuid']}/").json()["name"] == item["name"]  # nothing changed
+
+
+def test_an_object_sent_back_as_fetched_is_accepted(client: TestClient) -> None:
+    cid = make_collection(client)["uuid"]
+    item = make_item(client, cid, url="https://example.com")
+    response = client.put(item["resource_uri"], json={**item, "name": "renamed"})
+    assert response.status_code == 202 and response.json() == {**item, "name": "renamed"}
+    fetched = client.get(f"/api/v0/collection/{cid}/").json()
+    assert client.put(fetched["resource_uri"], json=fetched).status_code == 202
+
+
+def test_unknown_names_in_an_error_are_bounded(client: TestClient) -> None:
+    body = {"name": "many", **{f"field-{n:04}-{'x' * 200}": 1 for n in range(1000)}}
+    response = client.post("/api/v0/collection/", json=body)
+    assert response.status_code == 400 and code(response) == "VALIDATION_ERROR"
+    details = response.json()["error"]["details"]
+    assert len(details) == 20 and all(len(name) <= 100 for name in details)
+    assert "980 more" in response.json()["error"]["message"]
+
+
 def test_item_validation(client: TestClient) -> None:
     response = client.post("/api/v0/item/", json={"collection": "nope", "trackable": "yes", "content": [1], "url": 3})
     details = response.json()["error"]["details"]
