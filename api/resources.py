@@ -93,8 +93,12 @@ async def _list_collections(
 
 
 async def _create_collection(request: Request, fields: Record) -> Record:
+    """The new collection with `token` (our own field, in this answer only): the token created with
+    it, so a client can search without listing tokens first."""
     state = services(request)
-    return await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
+    record = await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
+    tokens, _ = await catalog.page(state.redis, catalog.TOKEN, offset=0, limit=1, parent=record["uuid"])
+    return {**record, "token": tokens[0]["token"]} if tokens else record
 
 
 async def _save_collection(request: Request, collection_id: str, fields: Record) -> Record:

@@ -141,10 +141,10 @@ def test_listing_links_never_carry_the_api_key(make_client: MakeClient) -> None:
 
 def test_collection_lifecycle(client: TestClient) -> None:
     created = make_collection(client, "posters")
-    assert set(created) == {"uuid", "name", "created_at", "resource_uri"}
+    assert set(created) == {"uuid", "name", "created_at", "resource_uri", "token"}
     cid = created["uuid"]
     assert len(cid) == 32 and created["resource_uri"] == f"/api/v0/collection/{cid}/"
-    assert client.get(f"/api/v0/collection/{cid}/").json() == created
+    assert client.get(f"/api/v0/collection/{cid}/").json() == {k: v for k, v in created.items() if k != "token"}
 
     renamed = client.put(f"/api/v0/collection/{cid}/", json={"name": "covers", "uuid": cid})
     assert renamed.status_code == 202 and renamed.json()["name"] == "covers"
@@ -157,10 +157,12 @@ def test_collection_lifecycle(client: TestClient) -> None:
 
 
 def test_collection_comes_with_a_token(client: TestClient, db: redis.Redis) -> None:
-    cid = make_collection(client)["uuid"]
+    created = make_collection(client)
+    cid = created["uuid"]
     tokens = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"]
     assert len(tokens) == 1
     token = tokens[0]
+    assert created["token"] == token["token"]  # the create answer names it: no listing needed to search
     assert len(token["token"]) == 16 and int(token["token"], 16) >= 0
     assert token["collection"] == f"/api/v0/collection/{cid}/"
     assert token["resource_uri"] == f"/api/v0/token/{token['token']}/"
