@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.router.redirect_slashes = False  # api.errors redirects with a JSON body instead (api.slashes)
     app.add_middleware(MetricsMiddleware)
     if settings.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)

@@ -601,3 +601,32 @@ def test_hosts_outside_the_allowed_list_are_refused(make_client: MakeClient) -> 
     refused = client.get("/api/v0/collection/", headers={"Host": "evil.example.net"})
     assert refused.status_code == 400 and code(refused) == "BAD_REQUEST"
     assert "evil.example.net" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "location"),
+    [
+        ("GET", "/api/v0/collection?limit=5", "/api/v0/collection/?limit=5"),
+        ("POST", "/api/v0/collection", "/api/v0/collection/"),
+        ("DELETE", f"/api/v0/item/{'a' * 32}", f"/api/v0/item/{'a' * 32}/"),
+        ("POST", "/v1/search/", "/v1/search"),
+    ],
+)
+def test_a_wrong_trailing_slash_is_a_redirect_with_a_json_body(
+    client: TestClient, method: str, path: str, location: str
+) -> None:
+    response = client.request(method, path, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["Location"] == location
+    assert code(response) == "TRAILING_SLASH" and location in response.json()["error"]["message"]
+
+
+def test_a_client_that_follows_the_redirect_keeps_its_method_and_body(client: TestClient) -> None:
+    response = client.post("/api/v0/collection", json={"name": "followed"}, follow_redirects=True)
+    assert response.status_code == 201 and response.json()["name"] == "followed"
+
+
+def test_unknown_paths_and_methods_stay_json_errors(client: TestClient) -> None:
+    assert client.get("/api/v0/nothing/").status_code == 404 and code(client.get("/api/v0/nothing/")) == "NOT_FOUND"
+    response = client.patch("/api/v0/collection/")
+    assert response.status_code == 405 and code(response) == "METHOD_NOT_ALLOWED"
