@@ -159,6 +159,7 @@ def _public_paths() -> dict[str, Schema]:
         ),
         "/metrics": _get("operations", "Prometheus text format.", {"200": text}),
         "/openapi.json": _get("documentation", "This document.", {"200": _json({"type": "object"})}),
+        "/docs": _get("documentation", "This document, browsable (Swagger UI).", {"200": {"description": "HTML"}}),
     }
 
 
