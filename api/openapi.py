@@ -91,7 +91,7 @@ def _resource_paths(name: str) -> dict[str, Schema]:
                 "requestBody": {"required": True, "content": body},
                 "responses": {
                     "201": _json(ref("collectionCreated" if name == "collection" else name), "Created"),
-                    **_errors(400, 403, 404, *((408, 413) if upload else ()), 415, 503),
+                    **_errors(400, 403, *((408, 413) if upload else ()), 415, 503),
                 },
             },
         },
