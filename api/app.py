@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from api import files, management, ops, search
+from api import docs, files, management, openapi, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
 from api.hosts import AllowedHosts
@@ -65,8 +65,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             running.dispatcher.close()
             await redis.aclose(close_connection_pool=True)
 
-    routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
+    routes: list[BaseRoute] = [
+        *ops.routes,
+        *search.routes,
+        *management.routes,
+        *files.routes,
+        *openapi.routes,
+        *docs.routes,
+    ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.router.redirect_slashes = False  # api.errors redirects with a JSON body instead (api.slashes)
     app.add_middleware(MetricsMiddleware)
     if settings.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)

@@ -22,6 +22,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_TEXT = 65_536
 # Arrays and objects nested deeper than this are refused: deeper documents break rendering (recursion).
 MAX_DEPTH = 32
+# Unknown field names an error names at most, each cut to this many characters.
+MAX_UNKNOWN_REPORTED = 20
+MAX_NAME = 100
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,14 @@ def _check_storable(document: Any) -> None:
                 raise InvalidJson("The body holds a string that is not valid Unicode (a lone surrogate).") from None
 
 
-def clean(body: Mapping[str, Any], fields: Mapping[str, Field], *, partial: bool) -> dict[str, Any]:
+def clean(
+    body: Mapping[str, Any], fields: Mapping[str, Field], *, partial: bool, ignored: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The checked values of `fields` found in `body`; a bad or (unless `partial`) missing one is an
-    error. Other names are ignored, as the service this API follows does: its official clients send
-    fields we do not keep (`offline`, `tags`) and send back objects they fetched (`resource_uri`)."""
+    error, and so is any name that is neither a field nor `ignored`: a misspelt field ("nmae") must
+    not pass as a successful update that changed nothing. `ignored` names what clients legitimately
+    send and we do not keep: read-only fields of an object sent back as fetched (`resource_uri`), and
+    fields of the service this API follows that we do not implement (`offline`, `tags`)."""
     values: dict[str, Any] = {}
     details: dict[str, str] = {}
     for name, field in fields.items():
@@ -93,8 +100,13 @@ def clean(body: Mapping[str, Any], fields: Mapping[str, Field], *, partial: bool
                 details[name] = str(exc)
         elif field.required and not partial:
             details[name] = "required"
+    unknown = sorted(body.keys() - fields.keys() - ignored)
+    # Named one by one, but a body of thousands of made-up names must not make an error of megabytes.
+    details.update((name[:MAX_NAME], "unknown field") for name in unknown[:MAX_UNKNOWN_REPORTED])
     if details:
-        raise ValidationError(f"Invalid fields: {', '.join(sorted(details))}; see 'details'.", details=details)
+        more = len(unknown) - MAX_UNKNOWN_REPORTED
+        extra = f" and {more} more unknown" if more > 0 else ""
+        raise ValidationError(f"Invalid fields: {', '.join(sorted(details))}{extra}; see 'details'.", details=details)
     return values
 
 

@@ -16,11 +16,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.metrics import observe_error
-from shared.errors import RecogError, ServerBusy
+from api.slashes import slash_twin
+from shared.errors import (
+    BadRequest,
+    ImageTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    RecogError,
+    ServerBusy,
+    ServerError,
+    SlashRedirect,
+)
 
 log = logging.getLogger("recog.api")
 
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "BAD_REQUEST", 413: "IMAGE_TOO_LARGE"}
+# Starlette's own errors (no route, wrong method, unreadable form, body too large) as ours, so every
+# code a client can see is one of `shared.errors`.
+_HTTP_ERRORS: dict[int, type[RecogError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: ImageTooLarge,
+}
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -32,8 +49,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 def error_response(exc: RecogError) -> JSONResponse:
     observe_error(exc.code)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers())
 
 
 async def recog_error(request: Request, exc: Exception) -> JSONResponse:
@@ -43,8 +59,10 @@ async def recog_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 404 and (twin := slash_twin(request)) is not None:
+        return error_response(SlashRedirect(twin))
+    error = _HTTP_ERRORS.get(exc.status_code, BadRequest if exc.status_code < 500 else ServerError)
+    return JSONResponse(error_body(error.code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def redis_error(request: Request, exc: Exception) -> JSONResponse:

@@ -82,7 +82,11 @@ async def get_object(resource: Resource, request: Request) -> Response:
 
 async def create_object(resource: Resource, request: Request) -> Response:
     await require_api_key(request)
-    fields = {} if resource.upload else bodies.clean(await bodies.read_json(request), resource.fields, partial=False)
+    fields = (
+        {}
+        if resource.upload
+        else bodies.clean(await bodies.read_json(request), resource.fields, partial=False, ignored=resource.ignored)
+    )
     record = await resource.create(request, fields)
     return JSONResponse(render(resource, record, base_url(request)), status_code=201)
 
@@ -98,7 +102,8 @@ async def update_object(resource: Resource, request: Request) -> Response:
             "Some fields cannot be changed after creation.", details=dict.fromkeys(changed, "cannot be changed")
         )
     writable = {name: f for name, f in resource.fields.items() if name not in resource.create_only}
-    fields = bodies.clean(body, writable, partial=True)
+    # create_only names were checked above: sending them back unchanged is fine.
+    fields = bodies.clean(body, writable, partial=True, ignored=resource.ignored | resource.create_only)
     record = await resource.save(request, object_id, fields)
     return JSONResponse(render(resource, record, base_url(request)), status_code=202)
 

@@ -39,7 +39,9 @@ class Resource:
     `fields`: writable on create; `create_only`: those of them a PUT may not change (moving an item
     to another collection would strand its features). `create` and `save` (a partial update) take
     the checked fields, except that `upload` resources read their own multipart body; `links` adds
-    computed URLs to the rendered object.
+    computed URLs to the rendered object. `ignored`: names a JSON body may carry that are not
+    stored (the object's read-only fields, and fields of the service this API follows that we do not
+    keep); any other unknown name is a VALIDATION_ERROR.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Resource:
     create_only: frozenset[str] = frozenset()
     upload: bool = False
     links: Callable[[Record, str], Record] | None = None
+    ignored: frozenset[str] = frozenset()
 
 
 def render(resource: Resource, record: Record, base: str) -> Record:
@@ -91,8 +94,12 @@ async def _list_collections(
 
 
 async def _create_collection(request: Request, fields: Record) -> Record:
+    """The new collection with `token` (our own field, in this answer only): the token created with
+    it, so a client can search without listing tokens first."""
     state = services(request)
-    return await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
+    record = await catalog.create_collection(state.redis, fields["name"], state.settings.shards)
+    tokens, _ = await catalog.page(state.redis, catalog.TOKEN, offset=0, limit=1, parent=record["uuid"])
+    return {**record, "token": tokens[0]["token"]} if tokens else record
 
 
 async def _save_collection(request: Request, collection_id: str, fields: Record) -> Record:
@@ -151,6 +158,9 @@ def _image_links(record: Record, base: str) -> Record:
     }
 
 
+# Shown on every object, never written: a client may send back an object as it fetched it.
+READ_ONLY = frozenset({"uuid", "resource_uri", "created_at"})
+
 ITEM_FIELDS = {
     "collection": Field(bodies.reference("collection"), required=True),
     "name": Field(bodies.text(255, blank=False), required=True),
@@ -171,6 +181,8 @@ RESOURCES = (
         save=_save_collection,
         remove=_remove_collection,
         lister=_list_collections,
+        # offline: CraftAR's official client sends `"offline": false` with every new collection.
+        ignored=READ_ONLY | {"token", "offline"},
     ),
     Resource(
         name="item",
@@ -182,6 +194,7 @@ RESOURCES = (
         remove=_remove_item,
         lister=_children_lister(catalog.ITEM),
         create_only=frozenset({"collection"}),
+        ignored=READ_ONLY | {"tags"},  # CraftAR's tags: its clients may send them
     ),
     Resource(
         name="image",
@@ -194,6 +207,7 @@ RESOURCES = (
         lister=_children_lister(catalog.IMAGE),
         upload=True,
         links=_image_links,
+        ignored=READ_ONLY | {"item", "collection", "file", "thumb_120", "thumb_60", "status", "recognisability"},
     ),
     Resource(
         name="token",
@@ -209,5 +223,6 @@ RESOURCES = (
         remove=_remove_token,
         lister=_children_lister(catalog.TOKEN),
         create_only=frozenset({"collection"}),
+        ignored=READ_ONLY | {"token", "tags"},
     ),
 )

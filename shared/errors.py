@@ -4,12 +4,14 @@ Domain code raises these; `api.errors` maps them to HTTP in one place. Each clas
 contract's error `code` and HTTP `status`, so mapping is a lookup, not a chain of `except`s::
 
     RecogError
+     ├── SlashRedirect (307: not an error, but told in the same body)
      ├── BadRequest (400) ── TokenWrong, ImageMissing, ImageNotLoaded, ImageTransparency,
      │                       ImageTooSmall, ImageNoDetails, ParameterInvalid, InvalidJson,
      │                       ValidationError
      ├── TokenMissing (401)
      ├── Forbidden (403) ─── TokenInvalid, AuthenticationFailed
      ├── NotFound (404)
+     ├── MethodNotAllowed (405)
      ├── UploadTimeout (408)
      ├── ImageTooLarge (413)
      ├── WrongContentType (415)
@@ -42,6 +44,27 @@ class RecogError(Exception):
         self.details = details
         self.retry_after = retry_after
         super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries: `Retry-After` (seconds) when the client should come back."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class SlashRedirect(RecogError):
+    """The address differs from a served one only by its trailing slash. A 307, so clients that
+    follow redirects repeat the request there with its method and body; the body tells the others."""
+
+    code = "TRAILING_SLASH"
+    status = 307
+    default_message = "This address is served with a different trailing slash; see the Location header."
+
+    def __init__(self, location: str = "") -> None:
+        self.location = location
+        message = f"The address is {location}: send the request there." if location else None
+        super().__init__(message)
+
+    def headers(self) -> dict[str, str]:
+        return {"Location": self.location} if self.location else {}
 
 
 class ServerError(RecogError):
@@ -130,6 +153,12 @@ class NotFound(RecogError):
     code = "NOT_FOUND"
     status = 404
     default_message = "No such resource."
+
+
+class MethodNotAllowed(RecogError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+    default_message = "This address does not take this method."
 
 
 class WrongContentType(RecogError):

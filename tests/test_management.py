@@ -159,10 +159,10 @@ def test_listing_links_never_carry_the_api_key(make_client: MakeClient) -> None:
 
 def test_collection_lifecycle(client: TestClient) -> None:
     created = make_collection(client, "posters")
-    assert set(created) == {"uuid", "name", "created_at", "resource_uri"}
+    assert set(created) == {"uuid", "name", "created_at", "resource_uri", "token"}
     cid = created["uuid"]
     assert len(cid) == 32 and created["resource_uri"] == f"/api/v0/collection/{cid}/"
-    assert client.get(f"/api/v0/collection/{cid}/").json() == created
+    assert client.get(f"/api/v0/collection/{cid}/").json() == {k: v for k, v in created.items() if k != "token"}
 
     renamed = client.put(f"/api/v0/collection/{cid}/", json={"name": "covers", "uuid": cid})
     assert renamed.status_code == 202 and renamed.json()["name"] == "covers"
@@ -175,10 +175,12 @@ def test_collection_lifecycle(client: TestClient) -> None:
 
 
 def test_collection_comes_with_a_token(client: TestClient, db: redis.Redis) -> None:
-    cid = make_collection(client)["uuid"]
+    created = make_collection(client)
+    cid = created["uuid"]
     tokens = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"]
     assert len(tokens) == 1
     token = tokens[0]
+    assert created["token"] == token["token"]  # the create answer names it: no listing needed to search
     assert len(token["token"]) == 16 and int(token["token"], 16) >= 0
     assert token["collection"] == f"/api/v0/collection/{cid}/"
     assert token["resource_uri"] == f"/api/v0/token/{token['token']}/"
@@ -277,6 +279,47 @@ def test_fields_we_do_not_keep_are_ignored(client: TestClient) -> None:
     assert response.status_code == 201 and "offline" not in response.json()
     item = make_item(client, response.json()["uuid"], tags=[])
     assert "tags" not in item
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v0/collection/", {"name": "misspelt", "nmae": "x", "colour": "red"}),
+        ("POST", "/api/v0/item/", {"collection": "{cid}", "name": "n", "nmae": "x", "colour": "red"}),
+        ("POST", "/api/v0/token/", {"collection": "{cid}", "nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/collection/{cid}/", {"nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/item/{iid}/", {"name": "kept?", "nmae": "x", "colour": "red"}),
+        ("PUT", "/api/v0/token/{token}/", {"rate_limit": 5, "nmae": "x", "colour": "red"}),
+    ],
+)
+def test_unknown_fields_are_refused_by_name(client: TestClient, method: str, path: str, body: dict[str, Any]) -> None:
+    cid = make_collection(client)["uuid"]
+    item = make_item(client, cid)
+    token = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"][0]["token"]
+    names = {"cid": cid, "iid": item["uuid"], "token": token}
+    filled = {k: v.format(**names) if isinstance(v, str) else v for k, v in body.items()}
+    response = client.request(method, path.format(**names), json=filled)
+    assert response.status_code == 400 and code(response) == "VALIDATION_ERROR", response.text
+    assert response.json()["error"]["details"] == {"nmae": "unknown field", "colour": "unknown field"}
+    assert client.get(f"/api/v0/item/{item['uuid']}/").json()["name"] == item["name"]  # nothing changed
+
+
+def test_an_object_sent_back_as_fetched_is_accepted(client: TestClient) -> None:
+    cid = make_collection(client)["uuid"]
+    item = make_item(client, cid, url="https://example.com")
+    response = client.put(item["resource_uri"], json={**item, "name": "renamed"})
+    assert response.status_code == 202 and response.json() == {**item, "name": "renamed"}
+    fetched = client.get(f"/api/v0/collection/{cid}/").json()
+    assert client.put(fetched["resource_uri"], json=fetched).status_code == 202
+
+
+def test_unknown_names_in_an_error_are_bounded(client: TestClient) -> None:
+    body = {"name": "many", **{f"field-{n:04}-{'x' * 200}": 1 for n in range(1000)}}
+    response = client.post("/api/v0/collection/", json=body)
+    assert response.status_code == 400 and code(response) == "VALIDATION_ERROR"
+    details = response.json()["error"]["details"]
+    assert len(details) == 20 and all(len(name) <= 100 for name in details)
+    assert "980 more" in response.json()["error"]["message"]
 
 
 def test_item_validation(client: TestClient) -> None:
@@ -581,3 +624,32 @@ def test_hosts_outside_the_allowed_list_are_refused(make_client: MakeClient) -> 
     refused = client.get("/api/v0/collection/", headers={"Host": "evil.example.net"})
     assert refused.status_code == 400 and code(refused) == "BAD_REQUEST"
     assert "evil.example.net" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "location"),
+    [
+        ("GET", "/api/v0/collection?limit=5", "/api/v0/collection/?limit=5"),
+        ("POST", "/api/v0/collection", "/api/v0/collection/"),
+        ("DELETE", f"/api/v0/item/{'a' * 32}", f"/api/v0/item/{'a' * 32}/"),
+        ("POST", "/v1/search/", "/v1/search"),
+    ],
+)
+def test_a_wrong_trailing_slash_is_a_redirect_with_a_json_body(
+    client: TestClient, method: str, path: str, location: str
+) -> None:
+    response = client.request(method, path, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["Location"] == location
+    assert code(response) == "TRAILING_SLASH" and location in response.json()["error"]["message"]
+
+
+def test_a_client_that_follows_the_redirect_keeps_its_method_and_body(client: TestClient) -> None:
+    response = client.post("/api/v0/collection", json={"name": "followed"}, follow_redirects=True)
+    assert response.status_code == 201 and response.json()["name"] == "followed"
+
+
+def test_unknown_paths_and_methods_stay_json_errors(client: TestClient) -> None:
+    assert client.get("/api/v0/nothing/").status_code == 404 and code(client.get("/api/v0/nothing/")) == "NOT_FOUND"
+    response = client.patch("/api/v0/collection/")
+    assert response.status_code == 405 and code(response) == "METHOD_NOT_ALLOWED"
