@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from api import files, management, ops, search
+from api import console, files, management, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
 from api.hosts import AllowedHosts
@@ -65,7 +65,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             running.dispatcher.close()
             await redis.aclose(close_connection_pool=True)
 
-    routes: list[BaseRoute] = [*ops.routes, *search.routes, *management.routes, *files.routes]
+    routes: list[BaseRoute] = [
+        *ops.routes,
+        *search.routes,
+        *management.routes,
+        *files.routes,
+        *console.routes(settings),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(MetricsMiddleware)
     if settings.allowed_hosts:
