@@ -89,7 +89,7 @@ function uploadImage(itemId, file, onProgress) {
 
 // --- page helpers ------------------------------------------------------------------------------
 
-// `props` are element properties (never innerHTML) and `on<event>` listeners; string children
+// `props` are element properties (text, never markup) and `on<event>` listeners; string children
 // become text nodes.
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -368,9 +368,13 @@ function drawBox(bbox, number) {
   for (const [x, y] of [tl, tr, br, bl]) context.lineTo(x, y);
   context.closePath();
   context.stroke();
-  context.font = `bold ${Math.max(14, canvas.width / 30)}px sans-serif`;
+  // The result's number in a tag at the top-left corner, matching the list below the photo.
+  const size = Math.max(14, Math.round(canvas.width / 30));
+  context.font = `bold ${size}px sans-serif`;
   context.fillStyle = colour;
-  context.fillText(String(number), tl[0] + context.lineWidth * 2, tl[1] + Math.max(14, canvas.width / 30));
+  context.fillRect(tl[0], tl[1], size * 1.2, size * 1.3);
+  context.fillStyle = "#fff";
+  context.fillText(String(number), tl[0] + size * 0.3, tl[1] + size * 1.05);
 }
 
 async function tryPhoto(event) {
