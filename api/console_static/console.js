@@ -101,11 +101,9 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function notify(message, isError = true) {
-  const notice = $("notice");
-  notice.textContent = String(message);
-  notice.classList.toggle("error", isError);
-  notice.hidden = false;
+function notify(message) {
+  $("notice").textContent = String(message);
+  $("notice").hidden = false;
 }
 
 function clearNotice() {
@@ -126,6 +124,16 @@ function stars(rating) {
   const value = Math.max(0, Math.min(5, Number(rating) || 0));
   const title = `recognisability ${value} of 5`;
   return el("span", { className: "stars", title }, "★".repeat(value) + "☆".repeat(5 - value));
+}
+
+// Where to go instead of the page just read, or null to show it: its listing's last page when
+// `last` (listings are in creation order, so that is where a new object lands) or when a delete
+// left the page empty.
+function otherOffset(page, last) {
+  const { offset, limit, total_count: total } = page.meta;
+  const end = Math.max(0, Math.floor((total - 1) / limit) * limit);
+  const wanted = last || (page.objects.length === 0 && offset > 0) ? end : offset;
+  return wanted === offset ? null : wanted;
 }
 
 function pager(nav, meta, open) {
@@ -186,9 +194,11 @@ async function signIn(event) {
 
 let collectionOffset = 0;
 
-async function listCollections(offset = collectionOffset) {
+async function listCollections(offset = collectionOffset, last = false) {
   const page = await attempt(() => request("GET", listPath("collection", { limit: PAGE_SIZE, offset })));
   if (!page) return;
+  const moved = otherOffset(page, last);
+  if (moved !== null) return listCollections(moved);
   collectionOffset = offset;
   show("collections");
   $("collection-rows").replaceChildren(...page.objects.map(collectionRow));
@@ -215,26 +225,30 @@ async function createCollection(event) {
   const name = $("collection-name").value.trim();
   if (await attempt(() => request("POST", "/api/v0/collection/", { body: { name } }))) {
     $("collection-name").value = "";
-    listCollections();
+    listCollections(collectionOffset, true);
   }
 }
 
 // --- one collection: items, images, uploads ----------------------------------------------------
 
 let current = null; // the collection shown, as the API returned it
+let itemOffset = 0; // and the offset of its page of items
 
-async function openCollection(id, itemOffset = 0) {
+async function openCollection(id, offset = 0, last = false) {
   const loaded = await attempt(() =>
     Promise.all([
       request("GET", objectPath("collection", id)),
       request("GET", listPath("token", { collection__uuid: id, limit: ALL })),
-      request("GET", listPath("item", { collection__uuid: id, limit: PAGE_SIZE, offset: itemOffset })),
+      request("GET", listPath("item", { collection__uuid: id, limit: PAGE_SIZE, offset })),
     ]),
   );
   if (!loaded) return;
   const [collection, tokens, items] = loaded;
+  const moved = otherOffset(items, last);
+  if (moved !== null) return openCollection(id, moved);
   if (!current || current.uuid !== collection.uuid) resetTry();
   current = collection;
+  itemOffset = offset;
   show("collection");
   $("collection-title").textContent = collection.name;
   $("try-token").replaceChildren(...tokens.objects.map((t) => el("option", { value: t.token }, t.token)));
@@ -260,7 +274,7 @@ function itemCard(item, images) {
   });
   const remove = async () => {
     const question = `Delete item "${item.name}" and its ${gallery.childElementCount} image(s)?`;
-    if (await confirmDelete(question, "item", item.uuid)) openCollection(current.uuid);
+    if (await confirmDelete(question, "item", item.uuid)) openCollection(current.uuid, itemOffset);
   };
   return el(
     "article",
@@ -323,7 +337,7 @@ async function createItem(event) {
   }
   if (await attempt(() => request("POST", "/api/v0/item/", { body }))) {
     for (const input of ["item-name", "item-url", "item-custom"]) $(input).value = "";
-    openCollection(current.uuid);
+    openCollection(current.uuid, itemOffset, true);
   }
 }
 
