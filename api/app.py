@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from api import docs, files, management, openapi, ops, search
+from api import console, docs, files, management, openapi, ops, search
 from api.dispatch import Dispatcher
 from api.errors import EXCEPTION_HANDLERS
 from api.hosts import AllowedHosts
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *files.routes,
         *openapi.routes,
         *docs.routes,
+        *console.routes(settings),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.router.redirect_slashes = False  # api.errors redirects with a JSON body instead (api.slashes)

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api.files import FILE_NAMES
 from api.management import MAX_LIMIT, MAX_OFFSET
 from api.openapi_schemas import ID, TOKEN, Schema, components, obj, ref
 from api.resources import RESOURCES
 from api.services import services
+from shared.blobs import SERVED
 from shared.config import Settings
 
 
@@ -148,7 +148,7 @@ def _public_paths() -> dict[str, Schema]:
             {"200": image, **_errors(404)},
             [
                 *map(_path, ("collection", "item", "image")),
-                _path("name", {"enum": sorted(FILE_NAMES)}),
+                _path("name", {"enum": sorted(SERVED)}),
             ],
         ),
         "/healthz": _get("operations", "200 while the process serves.", {"200": _json(status)}),
