@@ -43,7 +43,7 @@ def test_valid_against_the_compose_specification() -> None:
 
 def test_no_obsolete_version_key(compose: dict[str, Any]) -> None:
     assert "version" not in compose
-    assert set(compose["services"]) == {"redis", "api", "worker", "prometheus"}
+    assert set(compose["services"]) == {"redis", "api", "worker", "prometheus", "grafana"}
 
 
 def test_redis_persists_to_a_named_volume(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -96,6 +96,19 @@ def test_image_build_reuses_the_dependency_layer_and_leaves_the_checkout_out() -
     assert "mkdir -p /data/blobs /data/indexes" in " ".join(lines)  # volume mount points owned by the user
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert {".venv", ".git"} <= set(ignored)
+
+
+def test_monitoring_listens_on_loopback_and_grafana_shows_the_dashboard(services: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), name
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in services["grafana"]["volumes"]}
+    assert mounts["./deploy/grafana/recog-dashboard.json"].startswith("/etc/grafana/dashboards/")
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    source = YAML(typ="safe").load(provisioning / "datasources" / "prometheus.yml")["datasources"][0]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    provider = YAML(typ="safe").load(provisioning / "dashboards" / "recog.yml")["providers"][0]
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
 
 
 def test_worker_can_be_scaled(services: dict[str, Any]) -> None:

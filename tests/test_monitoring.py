@@ -146,7 +146,7 @@ def test_compose_runs_prometheus_with_both_files_read_only() -> None:
     assert mounts[f"{config_dir}/alerts.yml"] == (f"./{ALERTS.relative_to(ROOT)}", "ro")
     assert "prometheus-data:/prometheus" in prometheus["volumes"] and "prometheus-data" in compose["volumes"]
     assert prometheus["image"].startswith("prom/prometheus:v")
-    assert prometheus["ports"] == ["9090:9090"] and prometheus["depends_on"] == ["api"]
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"] and prometheus["depends_on"] == ["api"]
     check_compose_schema()
 
 
