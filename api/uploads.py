@@ -6,10 +6,13 @@ store, and has a worker do the CPU work (`api.ingest`, `workers.ingest`: opacity
 rating, thumbnails, written beside the original). Only then is the catalogue entry written, with
 the `add` event that makes workers index it, so an image that exists in Redis always has its
 files; if anything fails on the way (an IMAGE_* error, no worker in time, the item deleted
-meanwhile) the files are removed again.
+meanwhile) the files are removed again. A picture already in the collection (the same bytes) is
+refused: a second copy under another item would shadow the first in every search.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import anyio.to_thread
 from starlette.datastructures import FormData, UploadFile
@@ -68,13 +71,20 @@ async def create_image(request: Request) -> catalog.Record:
     item_id, data = await _read_upload(request, state.settings)
     inspect(data, state.settings, opacity=False)  # the header only: refused before anything is stored
     item = await catalog.get(state.redis, catalog.ITEM, item_id, field="item")
+    sha256 = hashlib.sha256(data).hexdigest()
+    await catalog.refuse_duplicate(state.redis, item["collection"], sha256)  # before any work; again when recorded
     image_id = new_id()
     prefix = image_prefix(item["collection"], item_id, image_id)
     await anyio.to_thread.run_sync(state.blobs.put, f"{prefix}/{ORIGINAL}", data)
     try:
         rating = await state.ingester.prepare(item["collection"], item_id, image_id)
         return await catalog.create_image(
-            state.redis, image_id=image_id, item_id=item_id, recognisability=rating, shards=state.settings.shards
+            state.redis,
+            image_id=image_id,
+            item_id=item_id,
+            recognisability=rating,
+            sha256=sha256,
+            shards=state.settings.shards,
         )
     except BaseException:
         await anyio.to_thread.run_sync(state.blobs.delete_prefix, prefix)

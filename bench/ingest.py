@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -98,7 +99,14 @@ async def catalogue_bytes(redis_url: str, count: int) -> dict[str, Any]:
             items.append((await catalog.create_child(connection, catalog.ITEM, fields))["uuid"])
         with_items = int((await connection.info("memory"))["used_memory"])
         for item in tqdm(items, desc="images", unit="image"):
-            await catalog.create_image(connection, image_id=new_id(), item_id=item, recognisability=4, shards=SHARDS)
+            await catalog.create_image(
+                connection,
+                image_id=new_id(),
+                item_id=item,
+                recognisability=4,
+                sha256=secrets.token_hex(32),  # as long as a real digest
+                shards=SHARDS,
+            )
         done = int((await connection.info("memory"))["used_memory"])
         return {
             "images": count,

@@ -267,28 +267,47 @@ async def update(redis: aioredis.Redis, kind: Kind, object_id: str, fields: Reco
     return await _transact(redis, write, kind.key(object_id))
 
 
+async def refuse_duplicate(redis: aioredis.Redis | Pipeline, collection_id: str, sha256: str) -> None:
+    """VALIDATION_ERROR when the collection has a reference image with exactly these bytes: a second
+    copy, under another item, would shadow the first in every search (an exact copy only; a
+    re-encoded picture is not caught)."""
+    found = await redis.hget(keys.collection_pictures(collection_id), sha256)
+    if found is not None:
+        image = _str(found)
+        raise ValidationError(
+            f"This picture is already reference image {image} of this collection; delete that one first "
+            "to move it to another item.",
+            details={"file": f"the same picture as image {image}"},
+        )
+
+
 async def create_image(
-    redis: aioredis.Redis, *, image_id: str, item_id: str, recognisability: int, shards: int
+    redis: aioredis.Redis, *, image_id: str, item_id: str, recognisability: int, sha256: str, shards: int
 ) -> Record:
     """Records an image whose features are in the blob store and makes it searchable: its entry in
     the collection's references and an `add` event on the shard's stream go atomically with the
-    image itself."""
+    image itself. `sha256` is the digest of its bytes (`refuse_duplicate`)."""
     score, created = _now()
 
     async def create(pipe: Pipeline) -> Record:
         item = await get(pipe, ITEM, item_id, field="item")
+        collection = item["collection"]
+        await pipe.watch(keys.collection_pictures(collection))
+        await refuse_duplicate(pipe, collection, sha256)
         record = {
             "uuid": image_id,
             "item": item_id,
-            "collection": item["collection"],
+            "collection": collection,
             "status": "indexed",
             "recognisability": recognisability,
+            "sha256": sha256,
             "created_at": created,
         }
         _multi(pipe)
         _link(pipe, IMAGE, record, score)
-        pipe.hset(keys.collection_references(item["collection"]), image_id, item_id)
-        _publish(pipe, IndexEvent(op="add", collection=item["collection"], image=image_id, item=item_id), shards)
+        pipe.hset(keys.collection_references(collection), image_id, item_id)
+        pipe.hset(keys.collection_pictures(collection), sha256, image_id)
+        _publish(pipe, IndexEvent(op="add", collection=collection, image=image_id, item=item_id), shards)
         return record
 
     return await _transact(redis, create, keys.item(item_id))
@@ -297,6 +316,8 @@ async def create_image(
 def _unlink_image(pipe: Pipeline, image: Record, shards: int) -> None:
     _unlink(pipe, IMAGE, image)
     pipe.hdel(keys.collection_references(image["collection"]), image["uuid"])
+    if "sha256" in image:  # not recorded for images uploaded before it was
+        pipe.hdel(keys.collection_pictures(image["collection"]), image["sha256"])
     _publish(pipe, IndexEvent(op="remove", collection=image["collection"], image=image["uuid"]), shards)
 
 
@@ -364,6 +385,7 @@ async def delete_collection(redis: aioredis.Redis, collection_id: str, shards: i
             keys.collection_items(collection_id),
             keys.collection_tokens(collection_id),
             keys.collection_references(collection_id),
+            keys.collection_pictures(collection_id),
         )
         pipe.hdel(keys.COLLECTION_NAMES, collection["name"])
         pipe.srem(keys.shard_collections(shard_of(collection_id, shards)), collection_id)

@@ -10,6 +10,7 @@ Layout (all under the `recog:` prefix):
 | `collection:{id}:items` | zset | the collection's item ids by creation time |
 | `collection:{id}:tokens` | zset | the collection's tokens by creation time |
 | `collection:{id}:references` | hash | image id -> item id: the images workers index (features: `shared.blobs`) |
+| `collection:{id}:pictures` | hash | SHA-256 of an image's bytes -> image id: one picture is one reference |
 | `collection:{id}:features` | hash | old versions: image id -> feature record (`shared.migration` moves them) |
 | `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
 | `item:{id}:images` | zset | the item's image ids by creation time |
@@ -56,6 +57,10 @@ def collection_tokens(collection_id: str) -> str:
 
 def collection_references(collection_id: str) -> str:
     return f"{PREFIX}collection:{collection_id}:references"
+
+
+def collection_pictures(collection_id: str) -> str:
+    return f"{PREFIX}collection:{collection_id}:pictures"
 
 
 def legacy_features(collection_id: str) -> str:

@@ -39,6 +39,7 @@ async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAs
             image_id=new_id(),
             item_id=item["uuid"],
             recognisability=3,
+            sha256=new_id(),
             shards=SHARDS,
         )
         for _ in range(2)
@@ -84,6 +85,7 @@ async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsy
             image_id=new_id(),
             item_id=item["uuid"],
             recognisability=1,
+            sha256=new_id(),
             shards=SHARDS,
         )
     streams = {keys.shard_events(shard).encode() for shard in range(SHARDS)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 import uuid
@@ -478,6 +479,22 @@ def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.R
     assert events(db, cid) == [("add", mid), ("remove", mid)]
     assert client.get(image["thumb_120"]).status_code == 404
     assert client.get(f"/api/v0/image/{mid}/").status_code == 404
+
+
+def test_the_same_picture_is_one_reference_per_collection(client: TestClient, data_dir: Path) -> None:
+    cid = make_collection(client)["uuid"]
+    first, second = make_item(client, cid)["uuid"], make_item(client, cid)["uuid"]
+    data = reference(3)
+    image = upload(client, first, data).json()
+    assert image["sha256"] == hashlib.sha256(data).hexdigest()
+    again = upload(client, second, data)
+    assert (again.status_code, code(again)) == (400, "VALIDATION_ERROR")
+    assert again.json()["error"]["details"] == {"file": f"the same picture as image {image['uuid']}"}
+    assert not (data_dir / "blobs" / cid / second).exists()
+    other = make_collection(client)["uuid"]
+    assert upload(client, make_item(client, other)["uuid"], data).status_code == 201  # another collection
+    assert client.delete(image["resource_uri"]).status_code == 204
+    assert upload(client, second, data).status_code == 201  # free again once deleted
 
 
 def test_png_original_is_served_as_png(client: TestClient) -> None:
