@@ -99,7 +99,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _apikey_create(args: argparse.Namespace, settings: Settings) -> int:
     import redis.asyncio as aioredis
 
-    from shared.catalog import create_api_key
+    from shared.apikeys import create as create_api_key
 
     async def create() -> str:
         async with aioredis.Redis.from_url(settings.redis_url) as redis:
