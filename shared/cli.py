@@ -76,6 +76,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
+    # Each uvicorn process builds its app from the environment: hand it the stack this command found.
+    os.environ.update(REDIS_URL=settings.redis_url, RECOG_SHARDS=str(settings.shards))
+
     from api.slow_clients import HeaderDeadlineProtocol
 
     uvicorn.run(
