@@ -45,7 +45,7 @@ def _str(raw: bytes | str) -> str:
 
 
 def _info(key: str, label: str) -> str:
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="milliseconds")  # as the catalogue's objects
     return json.dumps({"prefix": key[:PREFIX_CHARS], "created_at": created, "label": label})
 
 
