@@ -19,8 +19,8 @@ from api.ingest import Ingester
 from api.metrics import MetricsMiddleware
 from api.services import Services
 from api.tokens import TokenCache
+from shared.apikeys import ensure_admin_key
 from shared.blobs import LocalBlobStore
-from shared.catalog import ensure_admin_key
 from shared.config import Settings
 
 log = logging.getLogger("recog.api")

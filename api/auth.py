@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from api.services import services
-from shared.catalog import check_api_key
+from shared import apikeys
 from shared.errors import AuthenticationFailed
 
 
@@ -18,5 +18,5 @@ def presented_key(request: Request) -> str:
 
 
 async def require_api_key(request: Request) -> None:
-    if not await check_api_key(services(request).redis, presented_key(request)):
+    if not await apikeys.check(services(request).redis, presented_key(request)):
         raise AuthenticationFailed()

@@ -1,4 +1,4 @@
-"""The catalogue: collections, items, images, tokens and API keys, in Redis (layout: `shared.keys`).
+"""The catalogue: collections, items, images and tokens, in Redis (layout: `shared.keys`).
 
 Each object is a hash whose values are JSON, so types (the item's `content` object, `trackable`)
 survive a round trip and a partial update is one HSET. Every object is also listed in two zsets
@@ -15,9 +15,7 @@ its data.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -399,26 +397,3 @@ async def delete_collection(redis: aioredis.Redis, collection_id: str, shards: i
 async def delete_token(redis: aioredis.Redis, token: str) -> Record:
     """Revokes a token at once (the search path's cache trusts a lookup for under a second)."""
     return await _delete_one(redis, TOKEN, token, lambda pipe, record: _unlink(pipe, TOKEN, record))
-
-
-# --- API keys --------------------------------------------------------------------------------
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-async def ensure_admin_key(redis: aioredis.Redis, key: str) -> None:
-    """Makes `key` (RECOG_ADMIN_API_KEY) valid; called at start, harmless when repeated."""
-    await redis.sadd(keys.APIKEYS, _digest(key))
-
-
-async def create_api_key(redis: aioredis.Redis) -> str:
-    """A new management API key; only its digest is stored, so print it now or lose it."""
-    key = secrets.token_hex(20)
-    await redis.sadd(keys.APIKEYS, _digest(key))
-    return key
-
-
-async def check_api_key(redis: aioredis.Redis, key: str) -> bool:
-    return bool(key) and bool(await redis.sismember(keys.APIKEYS, _digest(key)))

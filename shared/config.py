@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.stackfile import DEFAULT_REDIS_URL
+
 
 class ConfigError(ValueError):
     """An environment variable has a value the service cannot use."""
@@ -28,7 +30,21 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "REDIS_URL",
         "",
-        "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0.",
+        "Redis to use. Empty: `recog up` starts a private Redis; other commands use the one of the `recog up` "
+        "running on RECOG_DATA_DIR (it records where its parts answer in `stack.json` there), else fail, "
+        "except `recog serve` and `recog worker`, which then use redis://127.0.0.1:6379/0.",
+    ),
+    Variable(
+        "RECOG_API_URL",
+        "",
+        "API the client commands (`recog import`, `search`, `collections`, `tokens`) talk to, e.g. "
+        "http://127.0.0.1:8080. Empty: the one of the `recog up` running on RECOG_DATA_DIR.",
+    ),
+    Variable(
+        "RECOG_API_KEY",
+        "",
+        "Management API key of the client commands (their `--api-key` wins). Empty: RECOG_ADMIN_API_KEY, else "
+        "the admin key `recog up` keeps in RECOG_DATA_DIR.",
     ),
     Variable(
         "RECOG_DATA_DIR",
@@ -175,6 +191,8 @@ def parse_shard_list(text: str, shards: int) -> frozenset[int] | None:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     redis_url: str
+    api_url: str  # "" unless set, or found by the CLI (shared.stackfile)
+    api_key: str
     data_dir: Path
     public_url: str
     allowed_hosts: tuple[str, ...]
@@ -208,7 +226,9 @@ class Settings:
             raise ConfigError(f"RECOG_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
         deadline_ms = _int(env, "RECOG_DEADLINE_MS", low=50)
         return cls(
-            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            api_url=env.get("RECOG_API_URL", "").rstrip("/"),
+            api_key=env.get("RECOG_API_KEY", ""),
             data_dir=Path(env.get("RECOG_DATA_DIR") or _DEFAULTS["RECOG_DATA_DIR"]).resolve(),
             public_url=env.get("RECOG_PUBLIC_URL", "").rstrip("/"),
             allowed_hosts=tuple(h.strip() for h in env.get("RECOG_ALLOWED_HOSTS", "").split(",") if h.strip()),

@@ -17,6 +17,7 @@ Layout (all under the `recog:` prefix):
 | `images` / `image:{id}` | zset / hash | all images by creation time / an image's fields |
 | `tokens` / `token:{token}` | zset / hash | all tokens / a token's fields (its collection) |
 | `apikeys` | set | SHA-256 hex digests of management API keys |
+| `apikey-info` | hash | API key digest -> JSON {prefix, created_at, label}, for listing keys |
 | `shard:{n}:collections` | set | ids of the collections shard n owns |
 | `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
 | `rate:{token}:{second}` | string | searches a rate-limited token made in that second; expires |
@@ -38,6 +39,7 @@ ITEMS = PREFIX + "items"
 IMAGES = PREFIX + "images"
 TOKENS = PREFIX + "tokens"
 APIKEYS = PREFIX + "apikeys"
+APIKEY_INFO = PREFIX + "apikey-info"
 WORKERS = PREFIX + "workers"
 IN_FLIGHT = PREFIX + "in-flight"
 MIGRATION = PREFIX + "migration"

@@ -34,6 +34,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from shared import stackfile
 from shared.config import Settings
 
 log = logging.getLogger("recog.launcher")
@@ -50,6 +51,7 @@ RESTART_MAX_SECONDS = 30.0
 STABLE_SECONDS = 60.0
 POLL_SECONDS = 0.2
 NO_RETRY = Retry(NoBackoff(), 0)  # probes poll on their own; redis-py's default retries add seconds per try
+ADMIN_KEY_FILE = "admin-api-key"  # in RECOG_DATA_DIR; client commands use it too (shared.client)
 
 
 class LaunchError(RuntimeError):
@@ -313,6 +315,11 @@ class Stack:
         try:
             self._start()
             if self._wait_healthy():
+                # Commands in other shells find this stack by the record (shared.stackfile).
+                record = stackfile.StackRecord(
+                    redis_url=self.env["REDIS_URL"], api_url=self.url, shards=self.settings.shards, pid=os.getpid()
+                )
+                stackfile.write(self.settings.data_dir, record)
                 self._announce()
                 return self._supervise()
         except LaunchError as exc:
@@ -333,6 +340,7 @@ class Stack:
         return len(self.signals) > 1
 
     def _start(self) -> None:
+        check_port_free(self.options.host, self.options.port)
         external = self.env.get("REDIS_URL")
         if external:
             _check_redis(external)
@@ -434,6 +442,7 @@ class Stack:
 
     def _stop(self) -> None:
         """Workers first (they finish the job in hand), then the API, then Redis, which both need."""
+        stackfile.remove(self.settings.data_dir, os.getpid())
         workers = [w.process for w in self.workers if w.process is not None]
         stop_processes(workers, WORKER_STOP_SECONDS, "a worker", self._hurry)
         if self.api and self.api.process:
@@ -441,6 +450,28 @@ class Stack:
         if self.redis:
             self.redis.stop()
         log.info("stack stopped")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before starting anything if the API could not listen on `host:port`.
+
+    Otherwise the launcher's health probe may get its answer from whatever already listens there
+    and announce a stack whose API is failing to start.
+    """
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LaunchError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise LaunchError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; another program (another `recog up`?) "
+                "uses that port: stop it, or choose another with --port"
+            ) from None
 
 
 def _check_redis(url: str) -> None:
@@ -460,7 +491,7 @@ def stored_admin_key(data_dir: Path) -> str:
     Keeping it means the key a user saved still works after a restart, and each run does not add
     one more valid admin key to a Redis that persists.
     """
-    path = data_dir / "admin-api-key"
+    path = data_dir / ADMIN_KEY_FILE
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
@@ -18,6 +18,7 @@ import redis
 from shared import heartbeats, keys, queues
 from shared.config import Settings
 from shared.heartbeats import Heartbeat, indexed_images, owners_by_shard
+from shared.tables import table
 
 # A status command must not hang on a stalled Redis; reads here are a few small commands.
 _REDIS_TIMEOUT_SECONDS = 5.0
@@ -122,8 +123,8 @@ def render(snapshot: Snapshot) -> str:
     return "\n\n".join(
         [
             title,
-            _table(["shard", "queued", "oldest", "owners", "collections", "images"], shard_rows, ">>><>>"),
-            _table(["worker", "state", "shards", "done", "dropped", "last beat", "peak rss"], worker_rows, "<<<>>>>")
+            table(["shard", "queued", "oldest", "owners", "collections", "images"], shard_rows, ">>><>>"),
+            table(["worker", "state", "shards", "done", "dropped", "last beat", "peak rss"], worker_rows, "<<<>>>>")
             if worker_rows
             else "No worker has sent a heartbeat.",
         ]
@@ -150,16 +151,6 @@ def _duration(seconds: float) -> str:
 
 def _kib(kib: int) -> str:
     return f"{kib / 1024:.0f} MiB" if kib < 10 * 1024 * 1024 else f"{kib / 1024 / 1024:.1f} GiB"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """Columns padded to their widest cell; `align` holds one `<` (left) or `>` (right) per column."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [
-        "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines)
 
 
 def run(settings: Settings, *, watch: float | None, as_json: bool, out: TextIO = sys.stdout) -> int:
@@ -193,7 +184,7 @@ def _print_frame(
     try:
         frame = show(read(connection, shards))
     except redis.RedisError as exc:
-        print(f"recog: Redis at REDIS_URL failed: {exc}", file=sys.stderr, flush=True)
+        print(f"recog: Redis failed: {exc}", file=sys.stderr, flush=True)
         return False
     print(prefix + frame, file=out, flush=True)
     return True

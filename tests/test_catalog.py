@@ -1,9 +1,8 @@
-"""The catalogue's reads for the search path, API keys and atomicity, on fakeredis."""
+"""The catalogue's reads for the search path and atomicity, on fakeredis."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import cast
 
 import anyio
 import fakeredis
@@ -62,15 +61,6 @@ async def test_token_lookup_and_revocation(redis: fakeredis.FakeAsyncRedis) -> N
     assert await catalog.token_grant(redis, token) is None
     with pytest.raises(NotFound):
         await catalog.delete_token(redis, token)
-
-
-async def test_api_keys_are_stored_as_digests(redis: fakeredis.FakeAsyncRedis) -> None:
-    await catalog.ensure_admin_key(redis, "admin-key")
-    made = await catalog.create_api_key(redis)
-    assert await catalog.check_api_key(redis, "admin-key") and await catalog.check_api_key(redis, made)
-    assert not await catalog.check_api_key(redis, "") and not await catalog.check_api_key(redis, "guess")
-    stored = {cast(bytes, raw).decode() for raw in await redis.smembers(keys.APIKEYS)}
-    assert "admin-key" not in stored and made not in stored and all(len(digest) == 64 for digest in stored)
 
 
 async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsyncRedis) -> None:

@@ -41,8 +41,19 @@ def test_a_bad_setting_exits_2_with_one_line(name: str, value: str) -> None:
     assert result.stderr.count("\n") == 1
 
 
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    # `true` reads nothing and exits at once, long before Python has started: the write always fails.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_") and k != "REDIS_URL"}
+    shell = f"{sys.executable} -m shared.cli config | true; echo ${{PIPESTATUS[0]}}"
+    result = subprocess.run(
+        ["bash", "-c", shell], env=clean, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.stdout, result.stderr) == ("141\n", "")
+
+
 def test_apikey_create_prints_a_new_key(redis_url: str) -> None:
     first, second = recog("apikey", "create", REDIS_URL=redis_url), recog("apikey", "create", REDIS_URL=redis_url)
+    assert first.stderr == f"recog: using Redis {redis_url} (REDIS_URL)\n"
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stdout.strip() and first.stdout.count("\n") == 1
     assert first.stdout != second.stdout

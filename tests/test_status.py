@@ -190,14 +190,16 @@ def test_watch_redraws_until_ctrl_c(db: redis.Redis) -> None:
         if watching.poll() is None:
             watching.kill()
             watching.communicate()
-    assert watching.returncode == 0 and errors == ""
+    assert watching.returncode == 0 and errors == f"recog: using Redis {db_url(db)} (REDIS_URL)\n"
     assert first["workers"] == []
 
 
-def test_redis_down_is_exit_1_with_one_line() -> None:
+def test_redis_down_is_exit_1_with_one_line_after_naming_it() -> None:
     result = recog_status("redis://127.0.0.1:1/0")
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("recog: Redis at REDIS_URL failed:") and result.stderr.count("\n") == 1
+    named, failed = result.stderr.splitlines()
+    assert named == "recog: using Redis redis://127.0.0.1:1/0 (REDIS_URL)"
+    assert failed.startswith("recog: Redis failed:")
 
 
 @pytest.mark.parametrize(("argv", "watch"), [([], None), (["--watch"], 2.0), (["--watch", "0.5"], 0.5)])

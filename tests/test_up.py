@@ -1,10 +1,13 @@
 """`recog up` keeps the whole stack running: a part killed with -9 (the API, the private Redis, a
-worker) is started again, and the stack answers again, without anyone restarting `recog up`."""
+worker) is started again, and the stack answers again, without anyone restarting `recog up`.
+Commands in another shell find it by its record; a busy port stops it before it starts anything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared import stackfile
 from shared.launcher import free_port
 from shared.testing.stack import recog_command
 from shared.testing.wait import wait_until
@@ -72,3 +76,56 @@ def test_killed_parts_are_started_again(up: tuple[subprocess.Popen[bytes], str])
         wait_until(lambda p=part, v=victim: child_running(process, p) not in (None, v), 15, f"{part} is started again")
         wait_until(lambda: answers(url, "/readyz"), 30, f"the stack is ready again after killing {part}")
     assert process.poll() is None
+
+
+def commands_env(data_dir: Path) -> dict[str, str]:
+    """A second shell's environment: no REDIS_URL, no RECOG_* settings but the data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_") and k != "REDIS_URL"}
+    return {**env, "RECOG_DATA_DIR": str(data_dir)}
+
+
+def test_commands_in_another_shell_find_the_stack(up: tuple[subprocess.Popen[bytes], str], tmp_path: Path) -> None:
+    process, url = up
+    env = commands_env(tmp_path / "data")
+    status = subprocess.run(
+        [*recog_command(), "status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert status.returncode == 0, status.stderr
+    assert status.stderr.startswith("recog: using Redis redis://127.0.0.1:")
+    assert f"(the `recog up` of {tmp_path / 'data'}, pid {process.pid})" in status.stderr
+    snapshot = json.loads(status.stdout)
+    assert len(snapshot["shards"]) == 2  # the stack's RECOG_SHARDS, from its record
+    assert [worker["live"] for worker in snapshot["workers"]] == [True]
+
+    made = subprocess.run(
+        [*recog_command(), "apikey", "create"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    key = made.stdout.strip()
+    assert httpx.get(f"{url}/api/v0/collection/", params={"api_key": key}).status_code == 200
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    assert not (tmp_path / "data" / stackfile.FILE_NAME).exists()
+    after = subprocess.run(
+        [*recog_command(), "status"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert after.returncode == 1 and "no `recog up` is running" in after.stderr
+
+
+def test_a_busy_port_stops_recog_up_before_it_starts_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*recog_command(), "up", "--port", str(port)],
+            env=commands_env(tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "recog is up" not in result.stdout
+    assert not (tmp_path / "data" / "redis").exists()
