@@ -181,7 +181,12 @@ class Importer:
             print(f"recog: could not delete the empty item {item}: {exc}", file=sys.stderr)
 
     def _stored_hashes(self, item: str) -> set[str]:
-        return {sha256(self.client.download(image["file"])) for image in self.client.objects("image", item__uuid=item)}
+        """The SHA-256 of the item's images, as the service records them (images uploaded before it
+        did are downloaded and hashed here)."""
+        return {
+            image.get("sha256") or sha256(self.client.download(image["file"]))
+            for image in self.client.objects("image", item__uuid=item)
+        }
 
     def _image(self, item: str, path: Path, stored: set[str]) -> bool:
         """Uploads one image unless the item has it already; True if it was uploaded."""
