@@ -45,6 +45,15 @@ INGEST_QUEUE_DEPTH = Gauge(
     ["shard"],
     multiprocess_mode="mostrecent",
 )
+REDIS_UP = Gauge(
+    "recog_redis_up", "1 when Redis answered the last scrape's reads in time, else 0", multiprocess_mode="mostrecent"
+)
+REDIS_MEMORY = Gauge(
+    "recog_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory)", multiprocess_mode="mostrecent"
+)
+REDIS_MAX_MEMORY = Gauge(
+    "recog_redis_max_memory_bytes", "Redis's maxmemory setting (0: no limit)", multiprocess_mode="mostrecent"
+)
 OLDEST_JOB = Gauge(
     "recog_queue_oldest_job_age_seconds",
     "Age of the oldest queued job of a shard",
@@ -88,20 +97,23 @@ async def live_workers(redis: aioredis.Redis, shards: int) -> dict[int, list[Hea
 
 
 async def refresh(redis: aioredis.Redis, shards: int) -> None:
-    """Sets the queue and worker gauges from Redis, in three round trips."""
+    """Sets the Redis, queue and worker gauges from Redis, in two round trips."""
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
+        pipe.info("memory")
         queues.stage_depths(pipe, shards)
         queues.stage_depths(pipe, shards, queues.ingest_queue_key)
         queues.stage_heads(pipe, shards)
         heartbeats.stage_roster(pipe, now)
-        *lists, roster = await pipe.execute()
+        memory, *lists, roster = await pipe.execute()
         depths, uploads, heads = lists[:shards], lists[shards : 2 * shards], lists[2 * shards :]
         queued = queues.stage_enqueued_at(pipe, heads)
         names = heartbeats.stage_beats(pipe, roster)
         fetched = await pipe.execute() if queued or names else []
     enqueued = dict(zip(queued, fetched[: len(queued)], strict=True))
     beats = heartbeats.parse_beats(names, fetched[len(queued) :])
+    REDIS_MEMORY.set(memory["used_memory"])
+    REDIS_MAX_MEMORY.set(memory.get("maxmemory", 0))
     for shard in range(shards):
         QUEUE_DEPTH.labels(str(shard)).set(depths[shard])
         INGEST_QUEUE_DEPTH.labels(str(shard)).set(uploads[shard])

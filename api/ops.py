@@ -47,7 +47,9 @@ async def metrics_endpoint(request: Request) -> Response:
     try:
         async with asyncio.timeout(_REDIS_SECONDS):
             await metrics.refresh(state.redis, state.settings.shards)
+        metrics.REDIS_UP.set(1)
     except (RedisError, TimeoutError) as exc:
+        metrics.REDIS_UP.set(0)
         log.warning("/metrics without the queue and worker gauges: Redis failed: %s: %s", type(exc).__name__, exc)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

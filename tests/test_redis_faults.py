@@ -72,8 +72,19 @@ def test_a_frozen_redis_is_a_fast_503_not_a_hang(frozen_stack: tuple[Stack, Priv
         assert seconds < DEADLINE_MS / 1000 + 1.0
     assert readyz.status_code == 503 and readyz_seconds < 2.0
     assert metrics.status_code == 200 and metrics_seconds < 2.0 and "recog_requests_total" in metrics.text
+    assert "recog_redis_up 0.0" in metrics.text  # what the Redis-down alert reads
     with stack.client() as client:  # and once Redis is back, searches are answered again
         wait_until(lambda: search(client, token, photo).status_code == 200, 10, "searches are answered again")
+        scraped_again = client.get("/metrics").text
+    assert "recog_redis_up 1.0" in scraped_again
+    assert (
+        float(
+            next(
+                line for line in scraped_again.splitlines() if line.startswith("recog_redis_used_memory_bytes")
+            ).split()[1]
+        )
+        > 0
+    )
 
 
 def timed_search(stack: Stack, token: str, photo: bytes) -> tuple[httpx.Response, float]:
