@@ -20,7 +20,7 @@ from api.services import Services
 from api.tokens import TokenCache
 from shared.blobs import LocalBlobStore
 from shared.catalog import ensure_admin_key
-from shared.config import Settings
+from shared.config import Settings, redacted_url
 
 log = logging.getLogger("recog.api")
 
@@ -54,7 +54,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(
-            "API ready: redis %s, %d shards, deadline %d ms", settings.redis_url, settings.shards, settings.deadline_ms
+            "API ready: redis %s, %d shards, deadline %d ms",
+            redacted_url(settings.redis_url),
+            settings.shards,
+            settings.deadline_ms,
         )
         try:
             yield

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 
 class ConfigError(ValueError):
@@ -28,7 +29,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "REDIS_URL",
         "",
-        "Redis to use. Empty: `recog up` starts a private Redis; other commands use redis://127.0.0.1:6379/0.",
+        "Redis to use, with its password if it has one (redis://:PASSWORD@host:6379/0). Empty: `recog up` starts "
+        "a private Redis with a password of its own; other commands use redis://127.0.0.1:6379/0.",
     ),
     Variable("RECOG_DATA_DIR", "./recog-data", "Where originals, thumbnails and the private Redis's data are kept."),
     Variable(
@@ -220,6 +222,19 @@ class Settings:
             snapshot_min_images=_int(env, "RECOG_SNAPSHOT_MIN_IMAGES"),
             log_level=level,
         )
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password, in the user part or the query (`?password=`, which redis-py reads
+    too), replaced by `***`: what logs, banners and error messages show of a Redis URL."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = netloc.rpartition("@")[0].partition(":")[0]
+        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{shown}?{urlencode(query, safe='*')}" if query else shown
 
 
 def markdown_table() -> str:
