@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
+from shared.heartbeats import live_serving
 from shared.testing import imagegen
 from shared.testing.stack import Stack, stack_env, start_api
 from tests.stackclient import make_collection
@@ -145,3 +147,16 @@ def test_a_valid_token_waits_for_the_whole_image(stack: Stack) -> None:
         connection.sendall(image[1024:] + closing)
         answer = read_response(connection)
     assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+def test_readyz_and_metrics_name_no_worker(stack: Stack, redis_url: str) -> None:
+    """Anyone who reaches the API may read these: shard numbers and counts, never a worker's name
+    (`recog-HOST-PID-…`), host or pid; those are for `recog status`, which reads Redis."""
+    with redis.Redis.from_url(redis_url) as db:
+        names = list(live_serving(db))
+    assert names
+    readyz, metrics = httpx.get(f"{stack.url}/readyz"), httpx.get(f"{stack.url}/metrics")
+    assert readyz.status_code == 200 and metrics.status_code == 200
+    for body in (readyz.text, metrics.text):
+        assert not any(name in body for name in names)
+        assert not re.search(r'\b(host|hostname|pid|worker|instance)="', body)
