@@ -22,6 +22,7 @@ from api.tokens import TokenCache
 from shared.apikeys import ensure_admin_key
 from shared.blobs import LocalBlobStore
 from shared.config import Settings
+from shared.redaction import redacted_url
 
 log = logging.getLogger("recog.api")
 
@@ -57,7 +58,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(
-            "API ready: redis %s, %d shards, deadline %d ms", settings.redis_url, settings.shards, settings.deadline_ms
+            "API ready: redis %s, %d shards, deadline %d ms",
+            redacted_url(settings.redis_url),
+            settings.shards,
+            settings.deadline_ms,
         )
         try:
             yield

@@ -7,7 +7,7 @@ their own and the route reads top-down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
@@ -32,6 +32,10 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 MAX_RESULTS_CAP = 50
 DEFAULT_MAX_RESULTS = 10
+
+# Awaited with a plain field's value as soon as the field has arrived; it raises to refuse the
+# request (what it returns is not used).
+FieldCheck = Callable[[str], Awaitable[object]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,10 +90,15 @@ def _number(form: FormData, name: str, low: float, high: float) -> float | None:
     return number
 
 
-async def read_form(request: Request, settings: Settings) -> FormData:
+async def read_form(request: Request, settings: Settings, early: Mapping[str, FieldCheck] | None = None) -> FormData:
     """The parsed multipart form, read no further than the upload limit; BadRequest when it is
     malformed or cut off before its closing boundary (a partial form would otherwise read as one
-    whose later fields are missing)."""
+    whose later fields are missing).
+
+    `early` maps field names to checks, each awaited with the first plain field of its name as soon
+    as that field has arrived, before any more of the body is read: a search's token sent before
+    its image is refused having cost the bytes read so far, not the whole upload.
+    """
     refuse_declared(request, settings)
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
@@ -97,18 +106,28 @@ async def read_form(request: Request, settings: Settings) -> FormData:
         return await _small_form(request)
     closing = b"--" + options.get(b"boundary", b"") + b"--"
     tail = b""
+    pending = dict(early or {})
+    parsed = 0  # parser.items[:parsed] have been offered to `pending`
 
     async def body() -> AsyncGenerator[bytes, None]:
-        nonlocal tail
+        nonlocal tail, parsed
         async for chunk in bounded_body(request, settings):
             tail = (tail + chunk[-len(closing) - 4 :])[-len(closing) - 4 :]
             yield chunk
+            # The parser has taken `chunk`: check the fields it completed before reading more.
+            for name, value in parser.items[parsed:]:
+                if isinstance(value, str) and (check := pending.pop(name, None)):
+                    await check(value)
+            parsed = len(parser.items)
 
+    parser = MultiPartParser(request.headers, body(), max_files=4, max_fields=32)
     try:
         # One timer for the whole body: a client trickling it gets 408, not a socket held open.
-        async with asyncio.timeout(settings.body_timeout_seconds):
-            form = await MultiPartParser(request.headers, body(), max_files=4, max_fields=32).parse()
+        async with asyncio.timeout(settings.body_timeout_seconds) as timer:
+            form = await parser.parse()
     except TimeoutError:
+        if not timer.expired():
+            raise  # an early check's own time limit, not the body's
         raise UploadTimeout() from None
     except MultiPartException as exc:
         raise BadRequest(f"The multipart body could not be read: {exc.message}") from None
@@ -128,13 +147,24 @@ async def _small_form(request: Request) -> FormData:
         raise BadRequest(f"The form could not be read: {exc.detail}") from None
 
 
-async def parse_search_form(form: FormData, settings: Settings) -> SearchForm:
-    """Validates the fields in the order a client would fix them: token, then image, then options."""
+def well_formed_token(token: str) -> str:
+    """`token`; TokenWrong unless it is 16 lowercase hex characters (checked before any lookup)."""
+    if not TOKEN_RE.fullmatch(token):
+        raise TokenWrong()
+    return token
+
+
+def search_token(form: FormData) -> str:
+    """The form's well-formed token; TokenMissing without one."""
     token = _text(form, "token")
     if token is None:
         raise TokenMissing()
-    if not TOKEN_RE.fullmatch(token):
-        raise TokenWrong()
+    return well_formed_token(token)
+
+
+async def parse_search_form(form: FormData, settings: Settings) -> SearchForm:
+    """Validates the fields in the order a client would fix them: token, then image, then options."""
+    token = search_token(form)
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
         raise ImageMissing()

@@ -30,7 +30,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "REDIS_URL",
         "",
-        "Redis to use. Empty: `recog up` starts a private Redis; other commands use the one of the `recog up` "
+        "Redis to use, with its password if it has one (redis://:PASSWORD@host:6379/0). Empty: `recog up` starts "
+        "a private Redis with a password of its own; other commands use the one of the `recog up` "
         "running on RECOG_DATA_DIR (it records where its parts answer in `stack.json` there), else fail, "
         "except `recog serve` and `recog worker`, which then use redis://127.0.0.1:6379/0.",
     ),

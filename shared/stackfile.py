@@ -7,7 +7,7 @@ URL may carry a password) once the API answers, and removes it when it stops cle
 by a `recog up` that was killed is recognised by its dead pid and ignored.
 
 Commands resolve their `Target` from explicit settings first (REDIS_URL, RECOG_API_URL), then from
-the record; URLs are only ever shown through `masked`.
+the record; URLs are only ever shown through `shared.config.redacted_url`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shared.failures import CommandFailed
+from shared.redaction import redacted_url
 
 FILE_NAME = "stack.json"
 # Used by servers (`recog serve`, `recog worker`) when nothing names a Redis: a server starting on
@@ -85,20 +85,6 @@ def _running(pid: int) -> bool:
     return True
 
 
-def masked(url: str) -> str:
-    """`url` with any password replaced by `***` (in the user part or a `password=` query field)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if query:
-        fields = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(name, "***" if name == "password" else value) for name, value in fields], safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Target:
     """The Redis and API a command uses ("" when unknown), and where each choice came from."""
@@ -111,7 +97,7 @@ class Target:
 
     def describe(self, *, redis: bool, api: bool) -> str:
         """One line for stderr naming the stack, passwords masked."""
-        parts = ([f"Redis {masked(self.redis_url)}"] if redis else []) + ([f"API {self.api_url}"] if api else [])
+        parts = ([f"Redis {redacted_url(self.redis_url)}"] if redis else []) + ([f"API {self.api_url}"] if api else [])
         return f"recog: using {', '.join(parts)} ({self.origin})"
 
 

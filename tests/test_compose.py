@@ -21,6 +21,8 @@ from shared.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+# Compose stops with this message when .env does not set the password.
+REDIS_PASSWORD = "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +51,26 @@ def test_no_obsolete_version_key(compose: dict[str, Any]) -> None:
 def test_redis_persists_to_a_named_volume(compose: dict[str, Any], services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7"
-    assert " ".join(redis["command"]).endswith("--appendonly yes --appendfsync everysec")
-    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "--appendonly yes --appendfsync everysec" in " ".join(redis["command"])
     assert "redis-data:/data" in redis["volumes"]
+
+
+def test_redis_requires_the_password_the_others_use(services: dict[str, Any]) -> None:
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == REDIS_PASSWORD
+    # The healthcheck authenticates (redis-cli reads REDISCLI_AUTH) and wants PONG: redis-cli exits 0
+    # on a NOAUTH error too, so its exit code alone would call a Redis that refuses everyone healthy.
+    assert redis["environment"]["REDISCLI_AUTH"] == REDIS_PASSWORD
+    assert redis["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -q PONG"]
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["REDIS_URL"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0"
 
 
 def test_api_and_worker_share_the_redis_and_the_shard_count(services: dict[str, Any]) -> None:
     for name in ("api", "worker"):
         service = services[name]
-        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["REDIS_URL"].endswith("@redis:6379/0")
         assert "RECOG_SHARDS" in service["environment"]
         assert service["depends_on"] == {"redis": {"condition": "service_healthy"}}
         assert service["build"] == "."

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import VARIABLES, ConfigError, Settings, markdown_table, parse_shard_list
+from shared.redaction import redacted_url
 
 
 def test_defaults_are_sensible() -> None:
@@ -49,3 +50,18 @@ def test_readme_table_lists_every_variable() -> None:
 def test_readme_shows_the_current_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert markdown_table() in readme, "regenerate the README's table with `recog config`"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("rediss://user:p%40ss@redis:6380/2?ssl_cert_reqs=none", "rediss://user:***@redis:6380/2?ssl_cert_reqs=none"),
+        ("redis://redis:6379/0?password=s3cret&db=1", "redis://redis:6379/0?password=***&db=1"),
+        ("unix:///run/redis.sock?password=s3cret", "unix:///run/redis.sock?password=***"),
+        ("redis://user@redis/0", "redis://user@redis/0"),
+    ],
+)
+def test_redacted_url_hides_the_password_only(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown

@@ -2,8 +2,10 @@ import io
 
 import pytest
 from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.types import Message
 
-from api.forms import parse_bool, parse_search_form
+from api.forms import parse_bool, parse_search_form, read_form
 from shared.config import Settings
 from shared.errors import ImageMissing, ImageTooLarge, ParameterInvalid, TokenMissing, TokenWrong
 
@@ -64,3 +66,57 @@ async def test_errors_in_client_order(fields: dict[str, str], error: type[Except
         values["image"] = image(b"x" * 4096)
     with pytest.raises(error):
         await parse_search_form(form(**values), SETTINGS)
+
+
+TOKEN_PART = b'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n' + TOKEN.encode() + b"\r\n"
+IMAGE_PART = b'--b\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n\r\n\xff\xd8jpeg\r\n'
+
+
+class Upload:
+    """A multipart request whose body arrives in `chunks`, counting the chunks read so far."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.read = 0
+
+    async def receive(self) -> Message:
+        self.read += 1
+        return {"type": "http.request", "body": self.chunks[self.read - 1], "more_body": self.read < len(self.chunks)}
+
+    def request(self) -> Request:
+        headers = [(b"content-type", b"multipart/form-data; boundary=b")]
+        return Request({"type": "http", "method": "POST", "headers": headers}, self.receive)
+
+
+async def test_an_early_check_runs_before_the_rest_of_the_body_is_read() -> None:
+    upload = Upload(TOKEN_PART + b"--b\r\n", IMAGE_PART[5:], b"--b--\r\n")
+    seen: list[tuple[str, int]] = []
+
+    async def check(token: str) -> None:
+        seen.append((token, upload.read))
+
+    form = await read_form(upload.request(), SETTINGS, early={"token": check})
+    assert seen == [(TOKEN, 1)]  # with the first chunk only: the part ends with the next boundary
+    assert isinstance(form.get("image"), UploadFile)
+    await form.close()
+
+
+async def test_an_early_check_refuses_the_request_and_sees_only_the_first_field_of_its_name() -> None:
+    upload = Upload(TOKEN_PART + TOKEN_PART.replace(TOKEN.encode(), b"f" * 16) + b"--b", IMAGE_PART[3:] + b"--b--\r\n")
+    seen: list[str] = []
+
+    async def check(token: str) -> None:
+        seen.append(token)
+        raise TokenWrong()
+
+    with pytest.raises(TokenWrong):
+        await read_form(upload.request(), SETTINGS, early={"token": check})
+    assert seen == [TOKEN] and upload.read == 1
+
+
+async def test_a_check_that_times_out_is_not_taken_for_a_slow_body() -> None:
+    async def check(token: str) -> None:
+        raise TimeoutError  # e.g. its own limit on a Redis call
+
+    with pytest.raises(TimeoutError):
+        await read_form(Upload(TOKEN_PART + IMAGE_PART + b"--b--\r\n").request(), SETTINGS, early={"token": check})

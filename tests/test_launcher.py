@@ -1,5 +1,5 @@
 """The launcher's parts that need no API: finding and running a private Redis, stopping children,
-the kept admin key. `recog up` as a whole is covered by the end-to-end tests."""
+the kept admin key and Redis password. `recog up` as a whole is covered by the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import redis
 
 from shared import launcher
 from shared.config import Settings
+from shared.redaction import redacted_url
 
 
 def _binaries() -> list[object]:
@@ -55,6 +56,29 @@ def test_private_redis_answers_keeps_data_and_stops(binary: Path, tmp_path: Path
         again.stop()
 
 
+def test_private_redis_answers_only_with_its_password(tmp_path: Path) -> None:
+    password = "kept-password-0123456789"
+    server = launcher.PrivateRedis.start(launcher.find_redis_server(), tmp_path / "redis", password)
+    try:
+        with redis.Redis(port=server.port) as anonymous, pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        wrong = redis.Redis(port=server.port, password="wrong-password-0123456789")
+        with wrong, pytest.raises(redis.AuthenticationError):
+            wrong.ping()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping()
+        # On stdin, not on its command line, which any user can read.
+        assert password.encode() not in Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+        assert password not in " ".join(server.argv) and "***" in redacted_url(server.url)
+    finally:
+        server.stop()
+
+
+def test_a_password_that_cannot_go_in_a_config_line_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(launcher.LaunchError, match="Redis password"):
+        launcher.PrivateRedis.start(launcher.find_redis_server(), tmp_path / "redis", "two words and 16+ chars")
+
+
 def test_a_redis_that_exits_at_once_is_reported(tmp_path: Path) -> None:
     broken = tmp_path / "redis-server"
     broken.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "Redis server v=7.0.0" && exit 0\nexit 1\n')
@@ -87,10 +111,18 @@ def test_admin_key_is_generated_once_and_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "data" / "admin-api-key").stat().st_mode) == 0o600
 
 
-def test_up_fails_fast_when_redis_url_does_not_answer(tmp_path: Path) -> None:
-    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "RECOG_DATA_DIR": str(tmp_path)}
+def test_redis_password_is_generated_once_and_private(tmp_path: Path) -> None:
+    password = launcher.stored_redis_password(tmp_path / "data")
+    assert len(password) >= 32 and password != launcher.stored_admin_key(tmp_path / "data")
+    assert launcher.stored_redis_password(tmp_path / "data") == password
+    assert stat.S_IMODE((tmp_path / "data" / launcher.REDIS_PASSWORD_FILE).stat().st_mode) == 0o600
+
+
+def test_up_fails_fast_when_redis_url_does_not_answer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"REDIS_URL": "redis://:not-for-logs@127.0.0.1:1/0", "RECOG_DATA_DIR": str(tmp_path)}
     settings = Settings.from_env(env)
     assert launcher.run(settings, launcher.StackOptions(), env) == 1
+    assert "redis://:***@127.0.0.1:1/0 does not answer" in caplog.text and "not-for-logs" not in caplog.text
 
 
 def test_one_data_directory_one_redis(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from shared.codec import decode_event, decode_feature_record
 from shared.config import Settings
 from shared.shards import shard_of
 from shared.testing import imagegen
-from shared.testing.stack import db_url, private_db, recog_command, stack_env
+from shared.testing.stack import db_url, private_db, recog_command, stack_env, with_db
 from workers.tuning import extraction_id
 
 KEY = "management-test-key"
@@ -46,7 +46,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worker(redis_url: str, data_dir: Path) -> Iterator[None]:
     """A real worker process on the tests' database and data directory: uploads are prepared by
     workers (every worker serves every shard's upload queue)."""
-    env = stack_env(f"{redis_url.rsplit('/', 1)[0]}/15", data_dir, RECOG_SHARDS=str(SHARDS))
+    env = stack_env(with_db(redis_url, 15), data_dir, RECOG_SHARDS=str(SHARDS))
     proc = subprocess.Popen([*recog_command(), "worker"], env=env)
     yield
     proc.terminate()

@@ -211,6 +211,7 @@ _BROKEN: dict[str, Callable[[str], tuple[str | None, bytes | None, dict[str, str
     "no token": lambda token: (None, photo(1), {}),
     "short token": lambda token: ("abc", photo(1), {}),
     "unknown token": lambda token: ("0" * 16, photo(1), {}),
+    "unknown token, no image": lambda token: ("0" * 16, None, {}),
     "no image": lambda token: (token, None, {}),
     "gif": lambda token: (token, _gif(), {}),
     "jpeg named png": lambda token: (token, photo(1), {"filename": "query.png"}),
@@ -232,6 +233,7 @@ _BROKEN: dict[str, Callable[[str], tuple[str | None, bytes | None, dict[str, str
         ("no token", 401, "TOKEN_MISSING"),
         ("short token", 400, "TOKEN_WRONG"),
         ("unknown token", 403, "TOKEN_INVALID"),
+        ("unknown token, no image", 403, "TOKEN_INVALID"),  # the token is checked first
         ("no image", 400, "IMAGE_MISSING"),
         ("gif", 400, "IMAGE_NOT_LOADED"),
         ("garbage", 400, "IMAGE_NOT_LOADED"),
@@ -270,8 +272,20 @@ def test_search_errors(stack: Stack, indexed: dict, case: str, status: int, code
 )
 def test_malformed_multipart_is_a_json_400(stack: Stack, body: bytes, content_type: str) -> None:
     response = httpx.post(f"{stack.url}/v1/search", content=body, headers={"content-type": content_type})
-    assert response.status_code in (400, 401)
+    assert response.status_code in (400, 401, 403)  # 403: a well-formed body, but its token does not exist
     assert response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(("known", "status"), [(True, 200), (False, 403)])
+def test_a_token_sent_after_the_image_is_checked_as_well(stack: Stack, indexed: dict, known: bool, status: int) -> None:
+    token = indexed["token"] if known else "0" * 16
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n\r\n' + photo(1) + b"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n' + token.encode() + b"\r\n--b--\r\n"
+    )
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    response = httpx.post(f"{stack.url}/v1/search", content=body, headers=headers)
+    assert response.status_code == status, response.text
 
 
 @pytest.mark.parametrize("cut", ["inside the token", "inside the image", "before the closing boundary"])

@@ -47,19 +47,6 @@ def test_only_the_writer_removes_the_record(tmp_path: Path) -> None:
     assert not (tmp_path / stackfile.FILE_NAME).exists()
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
-        ("redis://default:s3cret@redis:6379/0", "redis://default:***@redis:6379/0"),
-        ("redis://127.0.0.1:6379/0?password=s3cret&db=1", "redis://127.0.0.1:6379/0?password=***&db=1"),
-        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-    ],
-)
-def test_passwords_are_masked(url: str, shown: str) -> None:
-    assert stackfile.masked(url) == shown
-
-
 def test_the_running_stack_is_used_when_nothing_is_set(tmp_path: Path) -> None:
     stackfile.write(tmp_path, record())
     target = stackfile.resolve({}, tmp_path, need_redis=True, need_api=True)

@@ -1,24 +1,31 @@
 """`recog up` keeps the whole stack running: a part killed with -9 (the API, the private Redis, a
-worker) is started again, and the stack answers again, without anyone restarting `recog up`.
-Commands in another shell find it by its record; a busy port stops it before it starts anything."""
+worker) is started again, and the stack answers again, without anyone restarting `recog up`. Its
+private Redis has a password that it keeps and never shows. Commands in another shell find it by its
+record; a busy port stops it before it starts anything."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from shared import stackfile
 from shared.launcher import free_port
 from shared.testing.stack import recog_command
 from shared.testing.wait import wait_until
+
+BANNER = b"recog is up"
 
 
 def children(pid: int) -> dict[int, str]:
@@ -43,28 +50,35 @@ def answers(url: str, path: str) -> bool:
         return False
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+@contextmanager
+def recog_up(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`recog up` with one worker on `data_dir`, its output appended to `log`, once it says the stack
+    is up; stopped with SIGINT (Ctrl-C) on exit."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECOG_") and k != "REDIS_URL"}
-    env.update(RECOG_DATA_DIR=str(tmp_path / "data"), RECOG_SHARDS="2")
-    with (tmp_path / "up.log").open("wb") as log:
+    env.update(RECOG_DATA_DIR=str(data_dir), RECOG_SHARDS="2")
+    announced = log.read_bytes().count(BANNER) if log.exists() else 0  # by earlier runs
+    with log.open("ab") as output:
         process = subprocess.Popen(
-            [*recog_command(), "up", "--workers", "1", "--port", str(port)], env=env, stdout=log, stderr=log
+            [*recog_command(), "up", "--workers", "1", "--port", str(port)], env=env, stdout=output, stderr=output
         )
-        url = f"http://127.0.0.1:{port}"
+    try:
+        # Before it says so, `recog up` takes an exit for a failed start (a busy port, say) and stops.
+        wait_until(lambda: log.read_bytes().count(BANNER) > announced, 90, "recog up says the stack is up")
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
         try:
-            wait_until(lambda: answers(url, "/readyz"), 90, "the stack is ready")
-            # Before it says so, `recog up` takes an exit for a failed start (a busy port, say) and stops.
-            announced = tmp_path / "up.log"
-            wait_until(lambda: b"recog is up" in announced.read_bytes(), 10, "recog up says the stack is up")
-            yield process, url
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with recog_up(tmp_path / "data", tmp_path / "up.log") as (process, url):
+        wait_until(lambda: answers(url, "/readyz"), 90, "the stack is ready")
+        yield process, url
 
 
 def test_killed_parts_are_started_again(up: tuple[subprocess.Popen[bytes], str]) -> None:
@@ -129,3 +143,28 @@ def test_a_busy_port_stops_recog_up_before_it_starts_anything(tmp_path: Path) ->
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "recog is up" not in result.stdout
     assert not (tmp_path / "data" / "redis").exists()
+
+
+def test_the_private_redis_has_a_password_kept_across_runs_and_never_shown(tmp_path: Path) -> None:
+    data, log = tmp_path / "data", tmp_path / "up.log"
+    passwords = []
+    for _ in range(2):
+        with recog_up(data, log) as (process, _url):
+            password = (data / "redis-password").read_text().strip()
+            passwords.append(password)
+            # The banner names the private Redis with the password masked; its port is all we take from it.
+            port = int(re.findall(rb"Redis redis://:\*\*\*@127\.0\.0\.1:(\d+)/0", log.read_bytes())[-1])
+            with (
+                redis.Redis(port=port, socket_connect_timeout=2) as anonymous,
+                pytest.raises(redis.AuthenticationError),
+            ):
+                anonymous.ping()
+            with redis.Redis(port=port, password=password, socket_connect_timeout=2) as client:
+                assert client.ping()
+            redis_pid = child_running(process, "redis-server")
+            assert redis_pid is not None
+            assert password.encode() not in Path(f"/proc/{redis_pid}/cmdline").read_bytes()
+    assert passwords[0] == passwords[1]  # the second run reused the first one's
+    assert stat.S_IMODE((data / "redis-password").stat().st_mode) == 0o600
+    output = log.read_bytes()
+    assert output.count(BANNER) == 2 and passwords[0].encode() not in output

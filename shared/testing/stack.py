@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import redis
@@ -123,7 +124,7 @@ def serving(env: dict[str, str], processes: int = 1) -> Iterator[Stack]:
 def private_db(redis_url: str, db: int) -> Iterator[redis.Redis]:
     """Database `db` of the Redis at `redis_url`, empty before and after (tests that must not see
     each other's jobs, or the main stack's worker, use one of their own)."""
-    connection = redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{db}")
+    connection = redis.Redis.from_url(with_db(redis_url, db))
     connection.flushdb()
     try:
         yield connection
@@ -132,10 +133,17 @@ def private_db(redis_url: str, db: int) -> Iterator[redis.Redis]:
         connection.close()
 
 
+def with_db(redis_url: str, db: int) -> str:
+    """`redis_url` with database `db`: its user, password and query kept."""
+    return urlunsplit(urlsplit(redis_url)._replace(path=f"/{db}"))
+
+
 def db_url(connection: redis.Redis) -> str:
-    """The URL of the database `connection` uses."""
+    """The URL of the database `connection` uses, with its user and password when it has them."""
     kwargs = connection.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+    user, password = kwargs.get("username") or "", kwargs.get("password")
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
 
 
 def converged(db: redis.Redis, workers: int, shards: int, replicas: int) -> bool:
