@@ -12,6 +12,7 @@ import pytest
 
 from shared.cli import build_parser, logging_config
 from shared.config import markdown_table
+from shared.redaction import redacted_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
 
 def test_apikey_create_prints_a_new_key(redis_url: str) -> None:
     first, second = recog("apikey", "create", REDIS_URL=redis_url), recog("apikey", "create", REDIS_URL=redis_url)
-    assert first.stderr == f"recog: using Redis {redis_url} (REDIS_URL)\n"
+    assert first.stderr == f"recog: using Redis {redacted_url(redis_url)} (REDIS_URL)\n"  # no password shown
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stdout.strip() and first.stdout.count("\n") == 1
     assert first.stdout != second.stdout

@@ -23,6 +23,7 @@ from shared import keys, status
 from shared.cli import build_parser
 from shared.codec import SEARCH_FUNCTION as JOB_FUNCTION
 from shared.codec import MsgpackSerializer
+from shared.redaction import redacted_url
 from shared.shards import queue_name
 from shared.testing.stack import db_url, private_db, recog_command
 from workers import heartbeat
@@ -190,7 +191,7 @@ def test_watch_redraws_until_ctrl_c(db: redis.Redis) -> None:
         if watching.poll() is None:
             watching.kill()
             watching.communicate()
-    assert watching.returncode == 0 and errors == f"recog: using Redis {db_url(db)} (REDIS_URL)\n"
+    assert watching.returncode == 0 and errors == f"recog: using Redis {redacted_url(db_url(db))} (REDIS_URL)\n"
     assert first["workers"] == []
 
 

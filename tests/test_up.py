@@ -105,7 +105,7 @@ def test_commands_in_another_shell_find_the_stack(up: tuple[subprocess.Popen[byt
         [*recog_command(), "status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert status.returncode == 0, status.stderr
-    assert status.stderr.startswith("recog: using Redis redis://127.0.0.1:")
+    assert status.stderr.startswith("recog: using Redis redis://:***@127.0.0.1:")  # its password not shown
     assert f"(the `recog up` of {tmp_path / 'data'}, pid {process.pid})" in status.stderr
     snapshot = json.loads(status.stdout)
     assert len(snapshot["shards"]) == 2  # the stack's RECOG_SHARDS, from its record
