@@ -91,6 +91,18 @@ def test_the_worker_decoder_refuses_transparent_pngs(mode: str, transparent: boo
         assert decode_gray(data).shape == (150, 200)
 
 
+def test_a_reference_cut_out_is_decoded_on_white() -> None:
+    picture = np.asarray(noise(200, 150, "L"))
+    rgba = np.zeros((150, 300, 4), np.uint8)
+    rgba[:, 100:, :3] = picture[..., None]
+    rgba[:, 100:, 3] = 255
+    rgba[:, 50:100, :3], rgba[:, 50:100, 3] = 0, 128  # half see-through black: mid grey on white
+    gray = decode_gray(encoded(Image.fromarray(rgba, "RGBA"), "PNG"), flatten=True)
+    assert gray.shape == (150, 300)
+    assert (gray[:, :50] == 255).all() and np.abs(gray[:, 50:100].astype(int) - 127).max() <= 1
+    assert np.abs(gray[:, 100:].astype(int) - picture).max() <= 1
+
+
 def test_palette_png_with_a_transparent_colour_is_refused() -> None:
     image = noise(200, 150, "L").convert("P")
     with pytest.raises(ImageTransparency):

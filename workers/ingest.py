@@ -68,7 +68,7 @@ def thumbnails(data: bytes) -> dict[str, bytes]:
     with Image.open(io.BytesIO(data)) as opened:
         largest = max(THUMB_SIZES.values())
         opened.draft("RGB", (2 * largest, 2 * largest))  # JPEG: decode at a reduced scale, much faster
-        upright = ImageOps.exif_transpose(opened).convert("RGB")
+        upright = _on_white(ImageOps.exif_transpose(opened))
     out = {}
     for name, side in THUMB_SIZES.items():
         buffer = io.BytesIO()
@@ -77,12 +77,20 @@ def thumbnails(data: bytes) -> dict[str, bytes]:
     return out
 
 
+def _on_white(image: Image.Image) -> Image.Image:
+    """The RGB picture, transparent parts white (as `decode_gray(flatten=True)` indexes it)."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def prepare(data: bytes, item: str, settings: Settings, pause: Callable[[], None] = lambda: None) -> Prepared:
     """All of an upload's CPU work, calling `pause` between stages; raises the contract's IMAGE_*
     errors."""
     inspect(data, settings, opacity=False)  # decode_gray checks opacity on the pixels it decodes
     recognition = tuning.DEFAULT  # what the workers index and search with
-    gray = decode_gray(data, settings=recognition)
+    gray = decode_gray(data, settings=recognition, flatten=True)  # a transparent cut-out is laid on white
     pause()
     # Stars rate the picture as a camera sees it face-on; what is indexed adds tilted views
     # (whose features would inflate the rating), so the upright pass runs twice: ~6 ms an upload.

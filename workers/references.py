@@ -70,7 +70,8 @@ def load(
 def _reextract(blobs: BlobStore, prefix: str, item: str, settings: RecognitionSettings) -> FeatureRecord | None:
     """Extracts an image's features again from its original and stores them; None without one."""
     try:
-        raw = encode_features(decode_gray(blobs.get(f"{prefix}/{ORIGINAL}"), settings=settings), item, settings)
+        gray = decode_gray(blobs.get(f"{prefix}/{ORIGINAL}"), settings=settings, flatten=True)  # as uploads are
+        raw = encode_features(gray, item, settings)
     except NotFound:
         return None
     except RecogError as exc:  # accepted once, so it decoded then: a damaged file
