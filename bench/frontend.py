@@ -66,7 +66,7 @@ from bench.harness import (
 )
 from shared import keys
 from shared.codec import MsgpackSerializer, SearchReply, decode_job
-from shared.launcher import free_port
+from shared.processes import free_port
 from shared.shards import queue_name
 from shared.testing.stack import ADMIN_KEY
 from shared.testing.wait import wait_until

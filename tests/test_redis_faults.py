@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shared.launcher import PrivateRedis, find_redis_server
+from shared.private_redis import PrivateRedis, find_redis_server
 from shared.testing import imagegen
 from shared.testing.stack import Stack, serving, stack_env
 from shared.testing.wait import wait_until

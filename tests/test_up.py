@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from shared import stackfile
-from shared.launcher import free_port
+from shared.processes import free_port
 from shared.testing.stack import recog_command
 from shared.testing.wait import wait_until
 

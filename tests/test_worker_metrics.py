@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.launcher import free_port
+from shared.processes import free_port
 from shared.testing import imagegen
 from shared.testing.stack import Stack
 from shared.testing.wait import wait_until

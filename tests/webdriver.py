@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from shared.launcher import free_port
+from shared.processes import free_port
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

@@ -22,8 +22,8 @@ import httpx
 import redis
 
 from shared.heartbeats import live_serving
-from shared.launcher import free_port
 from shared.ownership import owners
+from shared.processes import free_port
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
