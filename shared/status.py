@@ -33,6 +33,7 @@ class ShardStatus:
     # Seconds since the head job was queued. None when the queue is empty, or when its head job's
     # hash has expired (no worker took it within its TTL; workers will skip it).
     oldest_job_age_seconds: float | None
+    uploads: int  # reference uploads waiting in the shard's upload queue
     owners: tuple[str, ...]  # live workers serving the shard, by name
     collections: int
     images: int  # the most any owner reports: owners still loading report fewer
@@ -54,9 +55,11 @@ def read(connection: redis.Redis, shards: int) -> Snapshot:
         queues.stage_heads(pipe, shards)
         for shard in range(shards):
             pipe.scard(keys.shard_collections(shard))
+        queues.stage_depths(pipe, shards, queues.ingest_queue_key)
         heartbeats.stage_roster(pipe, now, live_only=False)
         *lists, roster = pipe.execute()
-        depths, heads, collections = lists[:shards], lists[shards : 2 * shards], lists[2 * shards :]
+        depths, heads = lists[:shards], lists[shards : 2 * shards]
+        collections, uploads = lists[2 * shards : 3 * shards], lists[3 * shards :]
         queued = queues.stage_enqueued_at(pipe, heads)
         names = heartbeats.stage_beats(pipe, roster)
         fetched = pipe.execute() if queued or names else []
@@ -70,6 +73,7 @@ def read(connection: redis.Redis, shards: int) -> Snapshot:
                 shard=s,
                 queued=depths[s],
                 oldest_job_age_seconds=queues.job_age(enqueued.get(s), now),
+                uploads=uploads[s],
                 owners=tuple(sorted(beat.name for beat in owners[s])),
                 collections=collections[s],
                 images=indexed_images(owners[s], s),
@@ -102,6 +106,7 @@ def render(snapshot: Snapshot) -> str:
             str(s.shard),
             str(s.queued),
             _oldest(s),
+            str(s.uploads),
             ",".join(s.owners) or "NONE",
             str(s.collections),
             str(s.images),
@@ -123,7 +128,7 @@ def render(snapshot: Snapshot) -> str:
     return "\n\n".join(
         [
             title,
-            table(["shard", "queued", "oldest", "owners", "collections", "images"], shard_rows, ">>><>>"),
+            table(["shard", "queued", "oldest", "uploads", "owners", "collections", "images"], shard_rows, ">>>><>>"),
             table(["worker", "state", "shards", "done", "dropped", "last beat", "peak rss"], worker_rows, "<<<>>>>")
             if worker_rows
             else "No worker has sent a heartbeat.",

@@ -19,7 +19,7 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcformat
 
-from shared import keys, status
+from shared import keys, queues, status
 from shared.cli import build_parser
 from shared.codec import SEARCH_FUNCTION as JOB_FUNCTION
 from shared.codec import MsgpackSerializer
@@ -82,14 +82,16 @@ def enqueue(db: redis.Redis, shard: int, count: int, age: float = 0.0) -> list[J
 
 @pytest.fixture
 def busy(db: redis.Redis) -> redis.Redis:
-    """Shard 0: two jobs, the oldest 30 s old, one live owner. Shard 1: two live owners. Shard 3:
-    one job whose hash has expired. Nobody live serves shards 2 and 3; the stale worker did."""
+    """Shard 0: two jobs, the oldest 30 s old, one live owner. Shard 1: two live owners, three
+    uploads waiting. Shard 3: one job whose hash has expired. Nobody live serves shards 2 and 3;
+    the stale worker did."""
     beat(db, "worker-a", {0: 120, 1: 30}, done=7)
     beat(db, "worker-b", {1: 40})
     beat(db, "worker-dead", {0: 500, 2: 9, 3: 9}, age=60)
     enqueue(db, 0, 2, age=30)
     (expired,) = enqueue(db, 3, 1)
     db.delete(expired.key)  # as its TTL would
+    db.rpush(queues.ingest_queue_key(1), "u1", "u2", "u3")
     db.sadd(keys.shard_collections(0), "c1", "c2")
     db.sadd(keys.shard_collections(1), "c3")
     return db
@@ -123,6 +125,7 @@ def test_json_names_depth_age_owners_collections_and_images(busy: redis.Redis) -
     )
     assert 30 <= shards[0]["oldest_job_age_seconds"] < 40
     assert (shards[1]["queued"], shards[1]["owners"], shards[1]["images"]) == (0, ["worker-a", "worker-b"], 40)
+    assert [shards[s]["uploads"] for s in range(SHARDS)] == [0, 3, 0, 0]
     assert shards[1]["oldest_job_age_seconds"] is None
     assert shards[2]["owners"] == [] and shards[2]["images"] == 0  # the stale worker's 9 images do not count
     assert (shards[3]["queued"], shards[3]["oldest_job_age_seconds"]) == (1, None)
@@ -149,11 +152,11 @@ def test_table_names_the_same(busy: redis.Redis) -> None:
     title, shard_table, worker_table = result.stdout.rstrip("\n").split("\n\n")
     assert title.endswith("4 shards, 2 live workers, 1 stale")
     rows = [line.split() for line in shard_table.splitlines()]
-    assert rows[0] == ["shard", "queued", "oldest", "owners", "collections", "images"]
-    assert rows[1] == ["0", "2", rows[1][2], "worker-a", "2", "120"] and rows[1][2].startswith("3")
-    assert rows[2] == ["1", "0", "-", "worker-a,worker-b", "1", "40"]
-    assert rows[3] == ["2", "0", "-", "NONE", "0", "0"]
-    assert rows[4] == ["3", "1", "expired", "NONE", "0", "0"]
+    assert rows[0] == ["shard", "queued", "oldest", "uploads", "owners", "collections", "images"]
+    assert rows[1] == ["0", "2", rows[1][2], "0", "worker-a", "2", "120"] and rows[1][2].startswith("3")
+    assert rows[2] == ["1", "0", "-", "3", "worker-a,worker-b", "1", "40"]
+    assert rows[3] == ["2", "0", "-", "0", "NONE", "0", "0"]
+    assert rows[4] == ["3", "1", "expired", "0", "NONE", "0", "0"]
     workers = [line.split()[:5] for line in worker_table.splitlines()[1:]]
     assert workers == [
         ["worker-a", "live", "0,1", "7", "0"],
