@@ -4,7 +4,11 @@ References and distractors go through `decode_gray` -> `extract_reference` -> `C
 upload and a worker's index load do); every query goes through `recognize` (what a worker does per
 search). Pinned to one CPU core, so the times are those of one worker on one core.
 
-    .venv/bin/python -m bench.accuracy [DATASET_DIR] [--out bench/results/accuracy.json]
+    .venv/bin/python -m bench.accuracy [DATASET_DIR] [--out bench/results/accuracy.json] [--set FIELD=VALUE ...]
+
+`--set` measures a variant of the recognition settings (`workers.tuning.RecognitionSettings`, e.g.
+`--set view_features=200 --set tilt_directions=0,90`) without editing them: references are
+extracted and indexed, and queries searched, with the variant; the JSON records what was changed.
 
 DATASET_DIR defaults to ../shared/data/recognition-dev (relative to the repo root). Input format, so
 you can run it on your own labelled photos:
@@ -45,7 +49,7 @@ import json
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,7 @@ from workers.decode import decode_gray
 from workers.features import extract_reference
 from workers.index import CollectionIndex
 from workers.recognize import recognize
+from workers.tuning import DEFAULT, RecognitionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "recognition-dev"
@@ -108,12 +113,31 @@ def split_of(query: dict[str, Any]) -> str:
     return SPLITS[digest[0] & 1]
 
 
-def build_index(root: Path, manifest: dict[str, Any]) -> CollectionIndex:
-    """Indexes every reference and distractor as an upload + worker load would."""
-    index = CollectionIndex()
+def settings_with(assignments: list[str]) -> RecognitionSettings:
+    """`DEFAULT` with `FIELD=VALUE` assignments applied, each value cast to the field's type (a
+    tuple field takes comma-separated values). Raises ValueError for an unknown field or a value
+    of the wrong type: a typo must not measure the defaults under another name."""
+    known = {f.name for f in fields(RecognitionSettings)}
+    changes: dict[str, Any] = {}
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        if name not in known:
+            raise ValueError(f"no recognition setting named {name!r}")
+        current = getattr(DEFAULT, name)
+        if isinstance(current, tuple):
+            changes[name] = tuple(type(current[0])(v) for v in value.split(",")) if value else ()
+        else:
+            changes[name] = type(current)(value)
+    return replace(DEFAULT, **changes)
+
+
+def build_index(root: Path, manifest: dict[str, Any], settings: RecognitionSettings = DEFAULT) -> CollectionIndex:
+    """Indexes every reference and distractor as an upload + worker load would, under `settings`."""
+    index = CollectionIndex(settings)
     entries = manifest["references"] + manifest.get("distractors", [])
     for entry in tqdm(entries, desc="index", unit="img"):
-        index.add(entry["id"], extract_reference(decode_gray((root / entry["file"]).read_bytes())))
+        gray = decode_gray((root / entry["file"]).read_bytes(), settings=settings)
+        index.add(entry["id"], extract_reference(gray, settings=settings))
     return index
 
 
@@ -257,10 +281,22 @@ def main() -> None:
         "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a recognition setting of the variant to measure (repeatable)",
+    )
     args = parser.parse_args()
+    try:
+        settings = settings_with(args.assignments)
+    except ValueError as error:
+        parser.error(str(error))
     core = pin_one_core()
     manifest = json.loads((args.dataset / "manifest.json").read_text())
-    index = build_index(args.dataset, manifest)
+    index = build_index(args.dataset, manifest, settings)
     outcomes = [run_query(index, args.dataset, q) for q in tqdm(manifest["queries"], desc="query", unit="img")]
     report = {split: summarise([o for o in outcomes if o.split == split]) for split in SPLITS}
     report["all"] = summarise(outcomes)
@@ -273,6 +309,11 @@ def main() -> None:
         "cpu_core": core,
         "machine": platform.processor() or platform.machine(),
         "headline": "holdout",
+        "settings_changed": {
+            f.name: getattr(settings, f.name)
+            for f in fields(settings)
+            if getattr(settings, f.name) != getattr(DEFAULT, f.name)
+        },
     }
     args.out.write_text(
         json.dumps({"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}, indent=1)
