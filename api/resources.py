@@ -151,10 +151,13 @@ async def _remove_token(request: Request, token: str) -> None:
 
 
 def _image_links(record: Record, base: str) -> Record:
+    """The image's file URLs, and its SHA-256 in hex (kept shorter: `catalog.picture_digest`)."""
     prefix = f"{base}/files/{image_prefix(record['collection'], record['item'], record['uuid'])}"
+    digest = {"sha256": catalog.digest_hex(record["sha256"])} if "sha256" in record else {}
     return {
         "file": f"{prefix}/{ORIGINAL}",
         **{name.removesuffix(".jpg"): f"{prefix}/{name}" for name in THUMB_SIZES},
+        **digest,
     }
 
 
@@ -207,7 +210,8 @@ RESOURCES = (
         lister=_children_lister(catalog.IMAGE),
         upload=True,
         links=_image_links,
-        ignored=READ_ONLY | {"item", "collection", "file", "thumb_120", "thumb_60", "status", "recognisability"},
+        ignored=READ_ONLY
+        | {"item", "collection", "file", "thumb_120", "thumb_60", "status", "recognisability", "sha256"},
     ),
     Resource(
         name="token",

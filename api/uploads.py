@@ -12,8 +12,6 @@ refused: a second copy under another item would shadow the first in every search
 
 from __future__ import annotations
 
-import hashlib
-
 import anyio.to_thread
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -71,7 +69,7 @@ async def create_image(request: Request) -> catalog.Record:
     item_id, data = await _read_upload(request, state.settings)
     inspect(data, state.settings, opacity=False)  # the header only: refused before anything is stored
     item = await catalog.get(state.redis, catalog.ITEM, item_id, field="item")
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = catalog.picture_digest(data)
     await catalog.refuse_duplicate(state.redis, item["collection"], sha256)  # before any work; again when recorded
     image_id = new_id()
     prefix = image_prefix(item["collection"], item_id, image_id)

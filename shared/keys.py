@@ -10,7 +10,7 @@ Layout (all under the `recog:` prefix):
 | `collection:{id}:items` | zset | the collection's item ids by creation time |
 | `collection:{id}:tokens` | zset | the collection's tokens by creation time |
 | `collection:{id}:references` | hash | image id -> item id: the images workers index (features: `shared.blobs`) |
-| `collection:{id}:pictures` | hash | SHA-256 of an image's bytes -> image id: one picture is one reference |
+| `collection:{id}:pictures` | hash | SHA-256 of an image's bytes (base64url) -> image id: one picture, one reference |
 | `collection:{id}:features` | hash | old versions: image id -> feature record (`shared.migration` moves them) |
 | `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
 | `item:{id}:images` | zset | the item's image ids by creation time |
