@@ -95,6 +95,10 @@ class Admission:
         per_worker = min(1 + self._target / service, remaining_seconds / service)
         return math.floor(owners * per_worker), math.floor(roster.workers * per_worker)
 
+    async def live_workers(self) -> int:
+        """Live workers that serve shards (as of the last reading, at most `REFRESH_SECONDS` old)."""
+        return (await self._current()).workers
+
     async def _current(self) -> Roster:
         stale = time.monotonic() - self._read_at >= REFRESH_SECONDS
         if self._roster is not None and (not stale or self._reading.locked()):

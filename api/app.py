@@ -44,13 +44,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             socket_connect_timeout=2,
         )
         redis = aioredis.Redis(connection_pool=pool)
+        dispatcher = Dispatcher(settings, redis)
         running = Services(
             settings=settings,
             redis=redis,
             blobs=LocalBlobStore(settings.data_dir / "blobs"),
             tokens=TokenCache(redis, settings.token_cache_seconds),
-            dispatcher=Dispatcher(settings, redis),
-            ingester=Ingester(settings, redis),
+            dispatcher=dispatcher,
+            ingester=Ingester(settings, redis, dispatcher.admission),
         )
         app.state.services = running
         await running.dispatcher.register_queues()

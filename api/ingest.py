@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from rq import Queue
 from rq.job import Job
 
+from api.admission import Admission
 from api.enqueue import PUSH, JobTemplate
 from shared import keys, queues, replies
 from shared.codec import INGEST_FUNCTION, IngestJob, decode_ingest_reply, encode_ingest
@@ -30,8 +31,9 @@ from shared.shards import ingest_queue_name, shard_of
 class Ingester:
     """Queues upload jobs; one per API process."""
 
-    def __init__(self, settings: Settings, redis_async: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, redis_async: aioredis.Redis, admission: Admission) -> None:
         self._redis = redis_async
+        self._admission = admission
         self._shards = settings.shards
         self._timeout = settings.ingest_timeout_seconds
         # A blocking pop must end before the connection's own read timeout (the search deadline + 2 s).
@@ -50,6 +52,11 @@ class Ingester:
     async def register_queues(self) -> None:
         """Lists the upload queues where RQ keeps its queue names, so `rq info` shows them."""
         await self._redis.sadd(Queue.redis_queues_keys, *(queues.ingest_queue_key(s) for s in range(self._shards)))
+
+    async def require_workers(self) -> None:
+        """ServerBusy at once when no worker runs: the upload would only wait out its timeout."""
+        if await self._admission.live_workers() == 0:
+            raise ServerBusy("No worker is running to prepare the image; retry shortly.", retry_after=2)
 
     async def prepare(self, collection: str, item: str, image: str) -> int:
         """Has a worker check the stored original of `image`, extract its features and make its

@@ -69,6 +69,7 @@ async def create_image(request: Request) -> catalog.Record:
     item_id, data = await _read_upload(request, state.settings)
     inspect(data, state.settings, opacity=False)  # the header only: refused before anything is stored
     item = await catalog.get(state.redis, catalog.ITEM, item_id, field="item")
+    await state.ingester.require_workers()
     sha256 = catalog.picture_digest(data)
     await catalog.refuse_duplicate(state.redis, item["collection"], sha256)  # before any work; again when recorded
     image_id = new_id()

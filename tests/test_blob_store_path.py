@@ -25,7 +25,7 @@ from shared.processes import free_port
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, recog_command, serving, stack_env
 from shared.testing.wait import wait_until
-from tests.stackclient import add_reference, make_collection, search, upload_image
+from tests.stackclient import add_reference, error_code, make_collection, make_item, search, upload_image
 from tests.test_index import CORNERS, photo, reference
 
 SEEDS = (11, 12, 13)
@@ -145,6 +145,17 @@ def test_features_kept_in_redis_are_moved_when_a_worker_starts(running: Stack, d
     running.wait_ready()
     assert not db.exists(keys.legacy_features(collection))
     assert all_found(running, token, added)
+
+
+def test_an_upload_with_no_worker_running_is_refused_at_once(running: Stack, tmp_path: Path) -> None:
+    with running.admin() as admin:
+        collection, _ = make_collection(admin)
+        stop_workers(running)
+        started = time.monotonic()
+        response = upload_image(admin, make_item(admin, collection), imagegen.encode_jpeg(reference(31), 92))
+    assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY"), response.text
+    assert response.headers["Retry-After"] and time.monotonic() - started < 5  # not the 30 s upload timeout
+    assert not (tmp_path / "blobs" / collection).exists()
 
 
 def test_sweep_removes_only_files_no_image_owns(running: Stack, tmp_path: Path) -> None:

@@ -21,9 +21,11 @@ from shared import keys
 from shared.blobs import FEATURES
 from shared.codec import decode_event, decode_feature_record
 from shared.config import Settings
+from shared.heartbeats import live_serving
 from shared.shards import shard_of
 from shared.testing import imagegen
 from shared.testing.stack import db_url, private_db, recog_command, stack_env, with_db
+from shared.testing.wait import wait_until
 from workers.tuning import extraction_id
 
 KEY = "management-test-key"
@@ -51,6 +53,13 @@ def worker(redis_url: str, data_dir: Path) -> Iterator[None]:
     yield
     proc.terminate()
     proc.wait(timeout=15)
+
+
+@pytest.fixture
+def worker_beating(db: redis.Redis, worker: None) -> None:
+    """The worker's heartbeat went with the last test's data; an upload is refused while no worker
+    is seen (api.ingest), so tests that upload wait for its next beat (within a second)."""
+    wait_until(lambda: any(live_serving(db).values()), 30, "the worker to beat with its shards")
 
 
 @pytest.fixture
@@ -439,6 +448,7 @@ def test_item_defaults(client: TestClient) -> None:
 # --- images ----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.Redis, data_dir: Path) -> None:
     cid = make_collection(client)["uuid"]
     iid = make_item(client, cid)["uuid"]
@@ -481,6 +491,7 @@ def test_image_upload_is_indexed_with_thumbnails(client: TestClient, db: redis.R
     assert client.get(f"/api/v0/image/{mid}/").status_code == 404
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_the_same_picture_is_one_reference_per_collection(client: TestClient, data_dir: Path) -> None:
     cid = make_collection(client)["uuid"]
     first, second = make_item(client, cid)["uuid"], make_item(client, cid)["uuid"]
@@ -497,6 +508,7 @@ def test_the_same_picture_is_one_reference_per_collection(client: TestClient, da
     assert upload(client, second, data).status_code == 201  # free again once deleted
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_a_transparent_cut_out_is_laid_on_white(client: TestClient) -> None:
     """A product cut-out (a PNG whose background is see-through) is a reference as printed on white;
     a search photo with transparency is still refused (tests/test_search_api.py)."""
@@ -512,6 +524,7 @@ def test_a_transparent_cut_out_is_laid_on_white(client: TestClient) -> None:
     assert thumb[:8, :8].min() > 240 and thumb[-8:, -8:].min() > 240  # the see-through corners are white
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_png_original_is_served_as_png(client: TestClient) -> None:
     iid = make_item(client, make_collection(client)["uuid"])["uuid"]
     image = upload(client, iid, reference(2, "PNG"), "ref.png").json()
@@ -519,6 +532,7 @@ def test_png_original_is_served_as_png(client: TestClient) -> None:
     assert served.headers["content-type"] == "image/png"
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_thumbnails_follow_the_exif_orientation(client: TestClient) -> None:
     iid = make_item(client, make_collection(client)["uuid"])["uuid"]
     picture = imagegen.textured(7, 480, 320)
@@ -540,6 +554,7 @@ def transparent_png() -> bytes:
     return encoded(rgba, "PNG")
 
 
+@pytest.mark.usefixtures("worker_beating")
 @pytest.mark.parametrize(
     ("make_data", "status", "error"),
     [
@@ -586,6 +601,7 @@ def test_upload_form_errors(client: TestClient) -> None:
 # --- cascades and tokens ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_deleting_an_item_deletes_its_images(client: TestClient, db: redis.Redis) -> None:
     cid = make_collection(client)["uuid"]
     iid = make_item(client, cid)["uuid"]
@@ -599,6 +615,7 @@ def test_deleting_an_item_deletes_its_images(client: TestClient, db: redis.Redis
     assert client.get(f"/api/v0/collection/{cid}/").status_code == 200
 
 
+@pytest.mark.usefixtures("worker_beating")
 def test_deleting_a_collection_deletes_everything_in_it(client: TestClient, db: redis.Redis, data_dir: Path) -> None:
     cid = make_collection(client, "doomed")["uuid"]
     token = client.get("/api/v0/token/", params={"collection__uuid": cid}).json()["objects"][0]["token"]
