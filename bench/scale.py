@@ -45,6 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise
+from bench.floor import Orb1000, over_floor
 from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract_reference
@@ -154,8 +155,11 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
         index.add(image_id, features)
     build_s = time.perf_counter() - started
     per_reference = (rss_anon() - before) / len(index)
-    outcomes = [run_query(index, dataset, q) for q in tqdm(manifest["queries"], desc=f"query {size}", unit="img")]
+    orb = Orb1000()  # same process, same core, same run
+    queries = tqdm(manifest["queries"], desc=f"query {size}", unit="img")
+    outcomes = [run_query(index, dataset, q, orb) for q in queries]
     every, holdout = summarise(outcomes), summarise([o for o in outcomes if o.split == "holdout"])
+    floor = orb.summary()
     references = len(index)
     snapshots = Snapshots(CACHE / f"snapshots-{size}", min_images=0)
     shutil.rmtree(snapshots.root, ignore_errors=True)
@@ -176,6 +180,8 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
         "false_positive": every["false_positive"],
         "holdout_recall_at_1": holdout["recall_at_1"],
         "time_ms_640x480": every["time_ms_640x480"],
+        "orb1000_ms_640x480": floor,
+        "worker_over_orb1000": over_floor(every["time_ms_640x480"], floor),
         "persisted": persisted,
     }
 
@@ -215,7 +221,8 @@ def print_row(row: dict[str, Any]) -> None:
         f"{row['references']:>8} {row['build_s']:>8.1f} {row['memory_bytes_per_reference_rss_anon'] / 1024:>9.1f} "
         f"{t['total']['p50']:>7.1f} {t['total']['p95']:>7.1f} {t['search']['p50']:>7.1f} {t['verify']['p50']:>7.1f} "
         f"{row['recall_at_1']['rate']:>7.3f} ({tiers}) {row['wrong_top1']['rate']:>6.3f} "
-        f"{row['false_positive']['rate']:>6.3f}"
+        f"{row['false_positive']['rate']:>6.3f} {row['orb1000_ms_640x480'].get('p50', 0):>7.1f} "
+        f"{row['worker_over_orb1000']['total_p50'] or 0:>6.2f}x {row['worker_over_orb1000']['search_p50'] or 0:>6.2f}x"
     )
 
 
@@ -236,7 +243,7 @@ def main() -> None:
             rows.append(pool.apply(measure, (size, args.dataset)))
     print(
         f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} "
-        f"{'recall@1':>7} {'wrong':>6} {'FP':>6}"
+        f"{'recall@1':>7} {'wrong':>6} {'FP':>6} {'ORB1000':>7} {'p50/ORB':>7} {'search/ORB':>10}"
     )
     for row in rows:
         print_row(row)
