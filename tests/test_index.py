@@ -275,3 +275,17 @@ def test_an_index_saved_before_settings_were_recorded_is_refused(tmp_path: Path)
     np.savez(tmp_path / "references.npz", **fields)
     with pytest.raises(IncompatibleIndex, match="extraction settings 'unrecorded'"):
         CollectionIndex.open(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["1", "3", None])
+def test_an_index_saved_in_another_file_layout_is_refused(tmp_path: Path, layout: str | None) -> None:
+    """Files written by an older worker (no layout recorded, or an earlier one) or a newer one are
+    not misread: the worker rebuilds the collection instead (tests/test_snapshots.py)."""
+    index = CollectionIndex()
+    index.add("img-1", features_of(1))
+    index.save(tmp_path)
+    with np.load(tmp_path / "references.npz") as data:
+        fields = {name: data[name] for name in data.files if name != "layout"}
+    np.savez(tmp_path / "references.npz", **fields, **({"layout": np.array(layout)} if layout else {}))
+    with pytest.raises(IncompatibleIndex, match=f"file layout '{layout or 'unrecorded'}', this worker uses '2'"):
+        CollectionIndex.open(tmp_path)

@@ -29,6 +29,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -40,21 +41,31 @@ from workers.verify import verify
 
 _POSTINGS, _REFERENCES, _KEYPOINTS = "postings.faissb", "references.npz", "keypoints.npy"  # `save` files
 FIXED = 65535.0  # reference keypoints are kept as uint16 fractions of the size: 4 bytes, not 8
+# The layout of the files `save` writes; a change of what they hold or how bumps it, so an older
+# (or newer) worker's snapshot is rebuilt rather than misread.
+LAYOUT = "2"
 
 
 def saved_under(settings: RecognitionSettings) -> dict[str, str]:
-    """What a saved index records and `open` requires, by name: `format`, the meaning of its
-    postings (word numbers of this vocabulary, codes of this many bits); `extraction`, the
+    """What a saved index records and `open` requires, by name: `layout`, the version of its files;
+    `format`, the meaning of its postings (word numbers of this vocabulary, codes of this many
+    bits); `extraction`, the
     extraction settings its references' features were accepted under; `index_settings`, the
     settings that shaped its postings (word assignment, id layout)."""
     return {
+        "layout": LAYOUT,
         "format": f"{vocabulary.VOCABULARY_PATH.name}/{settings.code_bits}",
         "extraction": tuning.extraction_id(settings),
         "index_settings": tuning.index_id(settings),
     }
 
 
-_RECORDED = {"format": "index format", "extraction": "extraction settings", "index_settings": "index settings"}
+_RECORDED = {
+    "layout": "file layout",
+    "format": "index format",
+    "extraction": "extraction settings",
+    "index_settings": "index settings",
+}
 
 
 class IncompatibleIndex(ValueError):
@@ -156,14 +167,13 @@ class CollectionIndex:
         with open(directory / f"{_KEYPOINTS}.tmp", "wb") as out:
             np.save(out, np.concatenate([r.keypoints for r in live] or [np.zeros((0, 2), np.uint16)]))
         with open(directory / f"{_REFERENCES}.tmp", "wb") as out:
+            arrays: dict[str, Any] = {name: np.array(value) for name, value in recorded.items()}
             np.savez(
                 out,
                 image_ids=np.array([r.image_id if r else "" for r in slots], dtype=str),
                 sizes=np.array([r.size if r else (0, 0) for r in slots], np.int64).reshape(-1, 2),
                 counts=np.array([len(r.keypoints) if r else 0 for r in slots], np.int64),
-                format=np.array(recorded["format"]),
-                extraction=np.array(recorded["extraction"]),
-                index_settings=np.array(recorded["index_settings"]),
+                **arrays,
             )
         for name in (_POSTINGS, _KEYPOINTS, _REFERENCES):
             os.replace(directory / f"{name}.tmp", directory / name)
