@@ -15,6 +15,7 @@ one, so a late duplicate never reaches the client, and a search never runs more 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from rq import Queue
 from api import metrics
 from api.admission import Admission
 from api.enqueue import Enqueuer, JobTemplate, Verdict
+from api.fanout import PartCounts, merge
 from api.pacing import RefusalPacer
 from shared import keys, queues, replies
 from shared.codec import SearchJob, SearchReply, decode_reply, encode_job
 from shared.config import Settings
 from shared.errors import ServerBusy, ServerError, Timeout, TokenInvalid, by_code
 from shared.ids import JobIds
+from shared.parts import part_key
 from shared.shards import shard_of
 
 log = logging.getLogger("recog.api.dispatch")
@@ -62,6 +65,7 @@ class Dispatcher:
         template = JobTemplate(self._rq_connection, settings.shards, ttl=max(1, int(deadline_s + 1)))
         self._enqueuer = Enqueuer(redis_async, template)
         self.admission = Admission(redis_async, settings.shards, settings.queue_target_ms / 1000)
+        self.parts = PartCounts(redis_async)
         self.in_flight = 0
         self._job_ids = JobIds()
         self.pacer = RefusalPacer(_REFUSAL_GAP_SECONDS)
@@ -91,13 +95,38 @@ class Dispatcher:
         (Unix seconds), when the upload had been read.
         """
         self._refuse_if_process_full()  # again: others may have started while this one was read
+        parts = await self.parts.of(collection)
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._round_trip(token, collection, image, max_results, min_score, arrived)
+            if parts == 1:
+                return await self._round_trip(token, collection, image, max_results, min_score, arrived)
+            return await self._fan_out(token, collection, parts, image, max_results, min_score, arrived)
         finally:
             self.in_flight -= 1
             metrics.IN_FLIGHT.dec()
+
+    async def _fan_out(
+        self, token: str, collection: str, parts: int, image: bytes, max_results: int, min_score: float, arrived: float
+    ) -> Outcome:
+        """One search per part of the collection, each on its part's shard, answered as one; the
+        first part to fail (a 504 if its worker misses the deadline) fails the whole search."""
+        tasks = [
+            asyncio.ensure_future(
+                self._round_trip(token, part_key(collection, part), image, max_results, min_score, arrived)
+            )
+            for part in range(parts)
+        ]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException as exc:
+            for task in tasks:
+                task.cancel()
+            if isinstance(exc, Timeout):
+                metrics.PARTS_MISSED.inc()
+            raise
+        merged = merge([o.reply for o in outcomes], [o.round_trip_ms for o in outcomes], max_results)
+        return Outcome(reply=merged.reply, shard=outcomes[0].shard, round_trip_ms=merged.round_trip_ms)
 
     def _refuse_if_process_full(self) -> None:
         if self.in_flight >= self._settings.max_in_flight:

@@ -36,6 +36,10 @@ REFUSED = Counter(
 REQUEUED = Counter(
     "recog_searches_requeued_total", "Searches queued again because the worker that took them went silent"
 )
+PARTS_MISSED = Counter(
+    "recog_search_parts_missed_total",
+    "Searches of a collection in parts answered 504 because a part was not answered by the deadline",
+)
 IN_FLIGHT = Gauge("recog_searches_in_flight", "Searches waiting for a worker", multiprocess_mode="livesum")
 # Gauges read from Redis at scrape time: with several API processes, the most recent read wins.
 QUEUE_DEPTH = Gauge("recog_queue_depth", "Jobs waiting in a shard's queue", ["shard"], multiprocess_mode="mostrecent")

@@ -185,7 +185,7 @@ RESOURCES = (
         remove=_remove_collection,
         lister=_list_collections,
         # offline: CraftAR's official client sends `"offline": false` with every new collection.
-        ignored=READ_ONLY | {"token", "offline"},
+        ignored=READ_ONLY | {"token", "offline", "parts"},
     ),
     Resource(
         name="item",
@@ -211,7 +211,7 @@ RESOURCES = (
         upload=True,
         links=_image_links,
         ignored=READ_ONLY
-        | {"item", "collection", "file", "thumb_120", "thumb_60", "status", "recognisability", "sha256"},
+        | {"item", "collection", "file", "thumb_120", "thumb_60", "status", "recognisability", "sha256", "part"},
     ),
     Resource(
         name="token",

@@ -84,6 +84,7 @@ async def create_image(request: Request) -> catalog.Record:
             recognisability=rating,
             sha256=sha256,
             shards=state.settings.shards,
+            part_images=state.settings.part_images,
         )
     except BaseException:
         await anyio.to_thread.run_sync(state.blobs.delete_prefix, prefix)

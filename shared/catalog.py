@@ -30,6 +30,7 @@ from shared import keys
 from shared.codec import IndexEvent, encode_event
 from shared.errors import NotFound, ValidationError
 from shared.ids import new_id, new_token
+from shared.parts import part_key
 from shared.shards import shard_of
 
 Record = dict[str, Any]
@@ -294,18 +295,31 @@ async def refuse_duplicate(redis: aioredis.Redis | Pipeline, collection_id: str,
 
 
 async def create_image(
-    redis: aioredis.Redis, *, image_id: str, item_id: str, recognisability: int, sha256: str, shards: int
+    redis: aioredis.Redis,
+    *,
+    image_id: str,
+    item_id: str,
+    recognisability: int,
+    sha256: str,
+    shards: int,
+    part_images: int = 0,
 ) -> Record:
     """Records an image whose features are in the blob store and makes it searchable: its entry in
-    the collection's references and an `add` event on the shard's stream go atomically with the
-    image itself. `sha256` is the `picture_digest` of its bytes (`refuse_duplicate`)."""
+    its part's references and an `add` event on the part's shard's stream go atomically with the
+    image itself. `sha256` is the `picture_digest` of its bytes (`refuse_duplicate`). The image goes
+    to the collection's last part, or to a new one when that holds `part_images` (0: no limit;
+    `shared.parts`)."""
     score, created = _now()
 
     async def create(pipe: Pipeline) -> Record:
         item = await get(pipe, ITEM, item_id, field="item")
         collection = item["collection"]
-        await pipe.watch(keys.collection_pictures(collection))
+        await pipe.watch(keys.collection_pictures(collection), keys.collection(collection))
         await refuse_duplicate(pipe, collection, sha256)
+        parts = int(json.loads(await pipe.hget(keys.collection(collection), "parts") or "1"))
+        last = parts - 1
+        opening = bool(part_images) and await pipe.hlen(keys.collection_references(collection, last)) >= part_images
+        part = parts if opening else last
         record = {
             "uuid": image_id,
             "item": item_id,
@@ -314,12 +328,17 @@ async def create_image(
             "recognisability": recognisability,
             "sha256": sha256,
             "created_at": created,
+            **({"part": part} if part else {}),
         }
         _multi(pipe)
+        if opening:
+            pipe.hset(keys.collection(collection), "parts", json.dumps(parts + 1))
+            pipe.sadd(keys.shard_collections(shard_of(part_key(collection, part), shards)), part_key(collection, part))
         _link(pipe, IMAGE, record, score)
-        pipe.hset(keys.collection_references(collection), image_id, item_id)
+        pipe.hset(keys.collection_references(collection, part), image_id, item_id)
         pipe.hset(keys.collection_pictures(collection), sha256, image_id)
-        _publish(pipe, IndexEvent(op="add", collection=collection, image=image_id, item=item_id), shards)
+        event = IndexEvent(op="add", collection=part_key(collection, part), image=image_id, item=item_id)
+        _publish(pipe, event, shards)
         return record
 
     return await _transact(redis, create, keys.item(item_id))
@@ -327,10 +346,12 @@ async def create_image(
 
 def _unlink_image(pipe: Pipeline, image: Record, shards: int) -> None:
     _unlink(pipe, IMAGE, image)
-    pipe.hdel(keys.collection_references(image["collection"]), image["uuid"])
+    part = int(image.get("part", 0))
+    pipe.hdel(keys.collection_references(image["collection"], part), image["uuid"])
     if "sha256" in image:  # not recorded for images uploaded before it was
         pipe.hdel(keys.collection_pictures(image["collection"]), image["sha256"])
-    _publish(pipe, IndexEvent(op="remove", collection=image["collection"], image=image["uuid"]), shards)
+    event = IndexEvent(op="remove", collection=part_key(image["collection"], part), image=image["uuid"])
+    _publish(pipe, event, shards)
 
 
 async def delete_image(redis: aioredis.Redis, image_id: str, shards: int) -> Record:
@@ -380,8 +401,8 @@ async def delete_item(redis: aioredis.Redis, item_id: str, shards: int) -> Recor
 
 
 async def delete_collection(redis: aioredis.Redis, collection_id: str, shards: int) -> Record:
-    """Deletes a collection with its items, images, tokens and features, and tells the shard's
-    workers to drop it (one `drop` event, not one `remove` per image)."""
+    """Deletes a collection with its items, images, tokens and references, and tells the workers of
+    each of its parts to drop it (one `drop` event per part, not one `remove` per image)."""
 
     async def delete(pipe: Pipeline) -> Record:
         collection = await get(pipe, COLLECTION, collection_id)
@@ -392,17 +413,20 @@ async def delete_collection(redis: aioredis.Redis, collection_id: str, shards: i
         for kind, records in ((IMAGE, images), (ITEM, items), (TOKEN, tokens)):
             for record in records:
                 _unlink(pipe, kind, record)
+        parts = [part_key(collection_id, part) for part in range(int(collection.get("parts", 1)))]
         pipe.delete(
             *(keys.item_images(item["uuid"]) for item in items),
             keys.collection_items(collection_id),
             keys.collection_tokens(collection_id),
-            keys.collection_references(collection_id),
+            *(keys.collection_references(collection_id, part) for part in range(len(parts))),
             keys.collection_pictures(collection_id),
         )
         pipe.hdel(keys.COLLECTION_NAMES, collection["name"])
-        pipe.srem(keys.shard_collections(shard_of(collection_id, shards)), collection_id)
+        for key in parts:
+            pipe.srem(keys.shard_collections(shard_of(key, shards)), key)
         _unlink(pipe, COLLECTION, collection)
-        _publish(pipe, IndexEvent(op="drop", collection=collection_id), shards)
+        for key in parts:
+            _publish(pipe, IndexEvent(op="drop", collection=key), shards)
         return collection
 
     return await _transact(redis, delete, keys.collection(collection_id))

@@ -125,6 +125,13 @@ VARIABLES: tuple[Variable, ...] = (
         "answered 503 SERVER_BUSY (workers serve uploads only when no search waits).",
     ),
     Variable(
+        "RECOG_PART_IMAGES",
+        "50000",
+        "A collection's images are indexed in parts of at most this many, each served like a collection of its "
+        "own (by the workers of the shard its part hashes to); a search fans out to every part (0: one part). "
+        "At 50,000 a part's index fits a worker in ~8 GB and answers in ~100 ms on one core.",
+    ),
+    Variable(
         "RECOG_SNAPSHOT_MIN_IMAGES",
         "1000",
         "Workers save the index of a collection with at least this many images under RECOG_DATA_DIR/indexes "
@@ -213,6 +220,7 @@ class Settings:
     token_cache_seconds: float
     reply_ttl_seconds: int
     ingest_timeout_seconds: float
+    part_images: int
     worker_metrics_port: int
     worker_metrics_host: str
     snapshot_min_images: int
@@ -249,6 +257,7 @@ class Settings:
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
             ingest_timeout_seconds=_float(env, "RECOG_INGEST_TIMEOUT_SECONDS"),
+            part_images=_int(env, "RECOG_PART_IMAGES"),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
             worker_metrics_host=env.get("RECOG_WORKER_METRICS_HOST") or _DEFAULTS["RECOG_WORKER_METRICS_HOST"],
             snapshot_min_images=_int(env, "RECOG_SNAPSHOT_MIN_IMAGES"),

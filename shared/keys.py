@@ -9,7 +9,7 @@ Layout (all under the `recog:` prefix):
 | `collection-names` | hash | name -> collection id (names are unique) |
 | `collection:{id}:items` | zset | the collection's item ids by creation time |
 | `collection:{id}:tokens` | zset | the collection's tokens by creation time |
-| `collection:{id}:references` | hash | image id -> item id: the images workers index (features: `shared.blobs`) |
+| `collection:{id}:references[:{part}]` | hash | image id -> item id: what workers index, per part (`shared.parts`) |
 | `collection:{id}:pictures` | hash | SHA-256 of an image's bytes (base64url) -> image id: one picture, one reference |
 | `collection:{id}:features` | hash | old versions: image id -> feature record (`shared.migration` moves them) |
 | `items` / `item:{id}` | zset / hash | all items by creation time / an item's fields |
@@ -18,7 +18,7 @@ Layout (all under the `recog:` prefix):
 | `tokens` / `token:{token}` | zset / hash | all tokens / a token's fields (its collection) |
 | `apikeys` | set | SHA-256 hex digests of management API keys |
 | `apikey-info` | hash | API key digest -> JSON {prefix, created_at, label}, for listing keys |
-| `shard:{n}:collections` | set | ids of the collections shard n owns |
+| `shard:{n}:collections` | set | the collection parts shard n owns (`shared.parts.part_key`) |
 | `shard:{n}:events` | stream | index changes for shard n's workers (add / remove / drop) |
 | `rate:{token}:{second}` | string | searches a rate-limited token made in that second; expires |
 | `reply:{job_id}` | list | a search's or an upload's msgpack reply, pushed once by a worker; expires |
@@ -57,8 +57,10 @@ def collection_tokens(collection_id: str) -> str:
     return f"{PREFIX}collection:{collection_id}:tokens"
 
 
-def collection_references(collection_id: str) -> str:
-    return f"{PREFIX}collection:{collection_id}:references"
+def collection_references(collection_id: str, part: int = 0) -> str:
+    """Part 0's references keep the name they had before collections had parts."""
+    suffix = f":{part}" if part else ""
+    return f"{PREFIX}collection:{collection_id}:references{suffix}"
 
 
 def collection_pictures(collection_id: str) -> str:

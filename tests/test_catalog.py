@@ -9,8 +9,11 @@ import fakeredis
 import pytest
 
 from shared import catalog, keys
+from shared.codec import decode_event
 from shared.errors import NotFound, ValidationError
 from shared.ids import new_id
+from shared.parts import part_key
+from shared.shards import shard_of
 
 pytestmark = pytest.mark.anyio
 SHARDS = 2
@@ -101,3 +104,46 @@ async def test_concurrent_creates_with_one_name_yield_one_collection() -> None:
         for _ in range(8):
             tasks.start_soon(create)
     assert sorted(outcomes) == ["created"] + ["refused"] * 7
+
+
+async def add_images(redis: fakeredis.FakeAsyncRedis, item: catalog.Record, count: int) -> list[catalog.Record]:
+    return [
+        await catalog.create_image(
+            redis,
+            image_id=new_id(),
+            item_id=item["uuid"],
+            recognisability=3,
+            sha256=new_id(),
+            shards=SHARDS,
+            part_images=2,
+        )
+        for _ in range(count)
+    ]
+
+
+def events_of(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, str]]:
+    return [(e.op, e.collection) for e in (decode_event(fields) for _, fields in entries)]
+
+
+async def test_a_collection_fills_parts_in_order_and_each_is_sharded_on_its_own(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    item = await item_in_new_collection(redis)
+    collection = item["collection"]
+    images = await add_images(redis, item, 5)
+    assert [image.get("part", 0) for image in images] == [0, 0, 1, 1, 2]
+    assert (await catalog.get(redis, catalog.COLLECTION, collection))["parts"] == 3
+    for part, expected in enumerate([images[:2], images[2:4], images[4:]]):
+        stored = await redis.hkeys(keys.collection_references(collection, part))
+        assert sorted(k.decode() for k in stored) == sorted(i["uuid"] for i in expected)
+        key = part_key(collection, part)
+        assert await redis.sismember(keys.shard_collections(shard_of(key, SHARDS)), key)
+
+    await catalog.delete_image(redis, images[2]["uuid"], SHARDS)  # from part 1: its shard hears of it
+    assert await redis.hlen(keys.collection_references(collection, 1)) == 1
+    await catalog.delete_collection(redis, collection, SHARDS)
+    streams = [keys.shard_events(shard).encode() for shard in range(SHARDS)]
+    heard = [event for stream in streams for event in events_of(await redis.xrange(stream))]
+    assert ("remove", part_key(collection, 1)) in heard
+    assert {key for op, key in heard if op == "drop"} == {part_key(collection, part) for part in range(3)}
+    assert set(await redis.keys("*")) <= set(streams)  # every part's references and shard entry gone

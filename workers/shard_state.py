@@ -11,6 +11,9 @@ With snapshots (`workers.snapshots`), a collection is opened from its saved inde
 events after the snapshot are replayed; a collection built from the blob store is saved for the
 next start.
 
+What this module calls a collection is a part of one (`shared.parts`): its id is the part's key,
+which events and jobs name; part 0's key is the collection id.
+
 Features stored under other extraction settings than the worker's are extracted again from the
 originals (`workers.references`); what was not indexed is logged once per collection loaded.
 """
@@ -29,6 +32,7 @@ from shared import keys, replies
 from shared.blobs import BlobStore
 from shared.codec import IndexEvent, decode_event
 from shared.errors import CodecError
+from shared.parts import split_key
 from shared.shards import shard_of
 from workers import metrics, references
 from workers.index import CollectionIndex
@@ -111,7 +115,8 @@ class ShardState:
             return len(collection.items)
         collection = self._collection(collection_id)
         found: Counter[Outcome] = Counter()
-        for image_id, item_id in self._redis.hscan_iter(keys.collection_references(collection_id), count=_SCAN_BATCH):
+        references = keys.collection_references(*split_key(collection_id))
+        for image_id, item_id in self._redis.hscan_iter(references, count=_SCAN_BATCH):
             found[self._add(collection, collection_id, replies.text(image_id), replies.text(item_id))] += 1
         _report(found, extraction_id(collection.index.settings), f"collection {collection_id}")
         total = found[Outcome.STORED] + found[Outcome.UNRECORDED] + found[Outcome.REEXTRACTED]
@@ -156,8 +161,9 @@ class ShardState:
                 found = self._collections[collection_id] = Collection(shard_of(collection_id, self._total))
             return found
 
-    def _add(self, collection: Collection, collection_id: str, image_id: str, item_id: str) -> Outcome:
+    def _add(self, collection: Collection, key: str, image_id: str, item_id: str) -> Outcome:
         """Indexes an image's stored features, if it has usable ones (`workers.references.load`)."""
+        collection_id, _ = split_key(key)
         features, outcome = references.load(self._blobs, collection_id, item_id, image_id, collection.index.settings)
         if features is not None:
             collection.index.add(image_id, features)
@@ -175,7 +181,7 @@ class ShardState:
                 collection.items.pop(event.image, None)
         elif event.op == "add":
             item = event.item or replies.optional_text(
-                self._redis.hget(keys.collection_references(event.collection), event.image)
+                self._redis.hget(keys.collection_references(*split_key(event.collection)), event.image)
             )
             if not item:
                 return  # deleted again since; its remove event follows
