@@ -117,7 +117,26 @@ def _schemas() -> Schema:
         "trackable": {"type": "boolean"},
     }
     rate_limit = {"type": ["integer", "null"], "minimum": 1, "maximum": 100_000, "description": "Searches/s."}
-    collection = {"uuid": ID, "name": {"type": "string"}, "created_at": _TIME, "resource_uri": _URI}
+    parts = {
+        "type": "integer",
+        "minimum": 2,
+        "description": "Parts its images are indexed in (RECOG_PART_IMAGES each); absent: one.",
+    }
+    collection = {"uuid": ID, "name": {"type": "string"}, "parts": parts, "created_at": _TIME, "resource_uri": _URI}
+    image = {
+        "uuid": ID,
+        "item": _URI,
+        "collection": _URI,
+        "file": _URL,
+        "thumb_120": _URL,
+        "thumb_60": _URL,
+        "status": {"enum": ["indexed"]},
+        "recognisability": {"type": "integer", "minimum": 0, "maximum": 5},
+        "sha256": {"type": "string", "description": "SHA-256 of the uploaded bytes, hex."},
+        "part": {"type": "integer", "minimum": 1, "description": "The collection part it is in; absent: 0."},
+        "created_at": _TIME,
+        "resource_uri": _URI,
+    }
     return {
         "ErrorDetail": obj(
             {
@@ -167,25 +186,12 @@ def _schemas() -> Schema:
                 "previous": {"type": ["string", "null"]},
             }
         ),
-        "collection": obj(collection),
-        "collectionCreated": obj({**collection, "token": TOKEN}),
+        "collection": obj(collection, [name for name in collection if name != "parts"]),
+        "collectionCreated": obj({**collection, "token": TOKEN}, [name for name in collection if name != "parts"]),
         "collectionInput": obj({"name": item_fields["name"]}),
         "item": obj({"uuid": ID, "collection": _URI, **item_fields, "created_at": _TIME, "resource_uri": _URI}),
         "itemInput": obj({"collection": _REFERENCE, **item_fields}, ["collection", "name"]),
-        "image": obj(
-            {
-                "uuid": ID,
-                "item": _URI,
-                "collection": _URI,
-                "file": _URL,
-                "thumb_120": _URL,
-                "thumb_60": _URL,
-                "status": {"enum": ["indexed"]},
-                "recognisability": {"type": "integer", "minimum": 0, "maximum": 5},
-                "created_at": _TIME,
-                "resource_uri": _URI,
-            }
-        ),
+        "image": obj(image, [name for name in image if name not in ("sha256", "part")]),
         "imageInput": obj({}, []),
         "imageUpload": obj({"item": _REFERENCE, "file": {"type": "string", "format": "binary"}}),
         "token": obj(
