@@ -71,6 +71,7 @@ STAGES = ("decode", "features", "search", "verify", "total")
 SPLITS = ("holdout", "tune")
 _SPLIT_SALT = b"recognition-split-v1"  # changing it re-draws the halves: never do it to chase a number
 MAX_RESULTS = 10
+MIN_SCORES = (0, 50, 70, 80, 90, 95, 99)  # the `min_score` values the report shows figures at
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,21 @@ def corner_errors(positives: list[Outcome]) -> dict[str, Any]:
     }
 
 
+def by_min_score(outcomes: list[Outcome]) -> dict[str, dict[str, dict[str, float]]]:
+    """Recall@1, wrong top-1 and false positives as a client passing each of `MIN_SCORES` sees them
+    (results below it dropped), so the score's meaning can be read off per band."""
+    figures = {}
+    for threshold in MIN_SCORES:
+        kept = [o if o.score is not None and o.score >= threshold else replace(o, found=None) for o in outcomes]
+        positives = [o for o in kept if o.expected]
+        figures[str(threshold)] = {
+            "recall_at_1": recall(positives),
+            "wrong_top1": wrong_top1(positives),
+            "false_positive": false_positives([o for o in kept if not o.expected]),
+        }
+    return figures
+
+
 def stage_times(outcomes: list[Outcome]) -> dict[str, dict[str, float]]:
     """Per stage, p50/p95 worker time (ms) of the outcomes that have timings."""
     timed = [o for o in outcomes if o.timings]
@@ -236,6 +252,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
             kind: false_positives(group) for kind, group in grouped(negatives, lambda o: o.kind).items()
         },
         "corner_error": corner_errors(positives),
+        "by_min_score": by_min_score(outcomes),
         "time_ms_all": stage_times(outcomes),
         "time_ms_640x480": stage_times([o for o in outcomes if o.small]),
     }
@@ -267,6 +284,16 @@ def print_table(report: dict[str, dict[str, Any]]) -> None:
     for quantile in ("median", "p90"):
         cells = "".join(f"{report[n]['corner_error'][quantile] or float('nan'):>22.4f}" for n in names)
         print(f"{'corner error ' + quantile + ' (/diag)':30}" + cells)
+    print(f"\n{'min_score':10}" + "".join(f"{n + ': recall / wrong / FP':>40}" for n in names))
+    for threshold in first["by_min_score"]:
+        bands = (report[n]["by_min_score"][threshold] for n in names)
+        print(
+            f"{threshold:>9} "
+            + "".join(
+                f"{c['recall_at_1']['rate']:>24.3f} / {c['wrong_top1']['rate']:.3f} / {c['false_positive']['rate']:.3f}"
+                for c in bands
+            )
+        )
     for key in ("time_ms_640x480", "time_ms_all"):
         print(f"\n{key} (one core)  " + "  ".join(f"{s:>16}" for s in STAGES))
         for n in names:
@@ -278,32 +305,14 @@ def print_table(report: dict[str, dict[str, Any]]) -> None:
     print("  (each cell: p50/p95 ms)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a recognition setting of the variant to measure (repeatable)",
-    )
-    args = parser.parse_args()
-    try:
-        settings = settings_with(args.assignments)
-    except ValueError as error:
-        parser.error(str(error))
+def measure(dataset: Path, out: Path, settings: RecognitionSettings = DEFAULT) -> dict[str, Any]:
+    """Indexes `dataset`, recognises its queries under `settings`, prints the table and writes the
+    JSON report to `out`; returns the report (other benches build their data sets and call this)."""
     core = pin_one_core()
-    manifest = json.loads((args.dataset / "manifest.json").read_text())
-    index = build_index(args.dataset, manifest, settings)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    index = build_index(dataset, manifest, settings)
     orb = Orb1000()
-    outcomes = [run_query(index, args.dataset, q, orb) for q in tqdm(manifest["queries"], desc="query", unit="img")]
+    outcomes = [run_query(index, dataset, q, orb) for q in tqdm(manifest["queries"], desc="query", unit="img")]
     report = {split: summarise([o for o in outcomes if o.split == split]) for split in SPLITS}
     report["all"] = summarise(outcomes)
     print_table(report)
@@ -313,9 +322,9 @@ def main() -> None:
         f"\nORB-1000 on the same 640x480 queries, same core: p50 {floor.get('p50')} ms; worker p50 is "
         f"{cost['total_p50']}x that, its search stage {cost['search_p50']}x"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "dataset": str(args.dataset),
+        "dataset": str(dataset),
         "indexed": len(index),
         "queries": len(outcomes),
         "cpu_core": core,
@@ -329,10 +338,43 @@ def main() -> None:
             if getattr(settings, f.name) != getattr(DEFAULT, f.name)
         },
     }
-    args.out.write_text(
-        json.dumps({"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}, indent=1)
+    result = {"meta": meta, "summary": report, "queries": [asdict(o) for o in outcomes]}
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {out}")
+    return result
+
+
+def add_settings_option(parser: argparse.ArgumentParser) -> None:
+    """`--set FIELD=VALUE` (repeatable), read by `settings_with`."""
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a recognition setting of the variant to measure (repeatable)",
     )
-    print(f"\nwrote {args.out}")
+
+
+def parsed_settings(parser: argparse.ArgumentParser, assignments: list[str]) -> RecognitionSettings:
+    """`settings_with(assignments)`, a bad assignment being a usage error."""
+    try:
+        return settings_with(assignments)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.accuracy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "dataset", nargs="?", type=Path, default=DEFAULT_DATASET, help="data set folder (see format above)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    add_settings_option(parser)
+    args = parser.parse_args()
+    measure(args.dataset, args.out, parsed_settings(parser, args.assignments))
 
 
 if __name__ == "__main__":
