@@ -19,10 +19,16 @@ def tagged(affects: str) -> set[str]:
 
 
 def changed(settings: RecognitionSettings, name: str) -> RecognitionSettings:
-    """`settings` with one field given another value of its type."""
+    """`settings` with one field given another valid value of its type: one more (its last item, for a
+    tuple), or one less where more is refused (a score ceiling above 100)."""
     value = getattr(settings, name)
-    new: dict[str, Any] = {name: (*value[:-1], value[-1] + 1) if isinstance(value, tuple) else value + 1}
-    return replace(settings, **new)
+    for step in (1, -1):
+        new: dict[str, Any] = {name: (*value[:-1], value[-1] + step) if isinstance(value, tuple) else value + step}
+        try:
+            return replace(settings, **new)
+        except ValueError:
+            continue
+    raise AssertionError(f"no other valid value for {name}")
 
 
 def test_default_digests_are_pinned() -> None:
@@ -69,3 +75,9 @@ def test_the_extraction_digest_covers_every_setting_reference_extraction_reads()
 def test_max_hamming_scales_with_the_code_bits() -> None:
     assert tuning.DEFAULT.max_hamming == 64
     assert replace(DEFAULT, code_bits=128).max_hamming == 32
+
+
+@pytest.mark.parametrize(("slope", "ceiling"), [(0.0, 99.0), (-1.0, 99.0), (1.0, 100.5), (1.0, 0.0)])
+def test_a_calibrated_score_must_rise_to_at_most_100(slope: float, ceiling: float) -> None:
+    with pytest.raises(ValueError, match="score calibration"):
+        replace(DEFAULT, score_slope=slope, score_ceiling=ceiling)

@@ -113,14 +113,30 @@ class RecognitionSettings:
     max_area_fraction: float = 40.0
     # Opposite sides shorter than 1/12 of each other mean a degenerate view.
     max_side_ratio: float = 12.0
-    # Inliers that give a score of 50.
+    # Inliers that give an uncalibrated score of 50 (see `workers.verify.score`).
     score_half_inliers: float = 20.0
+    # Score calibration (`workers.verify.score`, fitted by `python -m bench.calibrate`): the score is
+    # score_ceiling / (1 + exp(-(score_intercept + score_slope * ln inliers))), the percentage of first
+    # results with that many inliers that were right on the dev set and its low-resolution tier
+    # (near-duplicates are not in it: they score like true matches, see the README's known limits).
+    score_intercept: float = -13.549
+    score_slope: float = 6.197
+    # %; the precision of the strongest matches, as far as the results the curve saturates on can vouch
+    # for (Laplace: (right + 1) / (results + 2)): never a certainty.
+    score_ceiling: float = 99.7
+    # False: the uncalibrated evidence measure 100 n / (n + score_half_inliers), which the fit reads.
+    score_calibrated: bool = True
 
     # --- Recognisability rating of an upload (`workers.features.recognisability`) ---
     # Keypoints needed for 1..5 stars.
     star_counts: tuple[int, ...] = (50, 150, 300, 500, 800)
     # The rating looks at the keypoints' spread over a grid of this many cells a side.
     spread_grid: int = 4
+
+    def __post_init__(self) -> None:
+        """A calibrated score must rise with the inliers: a higher `min_score` must never keep more."""
+        if self.score_slope <= 0 or not 0 < self.score_ceiling <= 100:
+            raise ValueError(f"score calibration must rise to at most 100: {self.score_slope=}, {self.score_ceiling=}")
 
     @property
     def max_hamming(self) -> int:

@@ -5,11 +5,13 @@ a camera must map to the photo by a homography, which random matches do not foll
 (`cv2.USAC_MAGSAC`) finds it 20-50x faster than classic RANSAC when few matches are right, then the
 homography must also look like a real view of a flat card: a convex, non-mirrored, not vanishing
 quadrilateral. The score grows with the inlier count, the one measure that separates true from
-chance matches across image sizes. Thresholds are fields of `workers.tuning.RecognitionSettings`.
+chance matches across image sizes, calibrated to a precision (see `score`). Thresholds are fields
+of `workers.tuning.RecognitionSettings`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -28,8 +30,19 @@ class Verified:
 
 
 def score(inliers: int, *, settings: RecognitionSettings = DEFAULT) -> float:
-    """0..100, monotonic in the inlier count: 15 -> 43, 20 -> 50, 60 -> 75, 180 -> 90 (by default)."""
-    return 100.0 * inliers / (inliers + settings.score_half_inliers)
+    """0..100, rising with the inlier count (so results rank by evidence).
+
+    Calibrated (the default): the percentage of first results with that many inliers that were
+    right where it was fitted, a logistic curve in ln(inliers) up to `score_ceiling`, so a client's
+    `min_score` is the precision it asks for. Uncalibrated (`score_calibrated`
+    False): the evidence measure 100 n / (n + score_half_inliers), 20 -> 50, 60 -> 75, from which
+    the fit reads n back.
+    """
+    if not settings.score_calibrated:
+        return 100.0 * inliers / (inliers + settings.score_half_inliers)
+    return settings.score_ceiling / (
+        1.0 + math.exp(-(settings.score_intercept + settings.score_slope * math.log(inliers)))
+    )
 
 
 def _corners(homography: np.ndarray, ref_size: tuple[int, int]) -> np.ndarray:
