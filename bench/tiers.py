@@ -92,7 +92,7 @@ def draw_label(picture: np.ndarray, box: tuple[int, int, int, int], rng: np.rand
     x0, y0, x1, y1 = box
     patch = picture[y0:y1, x0:x1]
     ground = tuple(int(v) for v in np.median(patch.reshape(-1, 3), axis=0))
-    ink = tuple(255 - v for v in ground)
+    ink = (0, 0, 0) if sum(ground) > 3 * 127 else (255, 255, 255)  # printed to be read
     if rng.random() < 0.5:
         text = f"{rng.integers(1, 100)}.{rng.integers(0, 100):02d}"
     else:
@@ -119,9 +119,10 @@ def paste_patch(
 
 
 def near_duplicate(
-    ps: ModuleType, reference: np.ndarray, donor: np.ndarray, rng: np.random.Generator
+    reference: np.ndarray, donor: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A copy of `reference` (uint8 RGB) with one small local edit, and what was edited."""
+    """A copy of `reference` (uint8 RGB) with one small local edit, and what was edited; `donor`
+    (uint8 RGB, another reference) gives the pasted patches."""
     edited = reference.copy()
     area = float(rng.uniform(*EDIT_AREA))
     box = textured_box(cv2.cvtColor(reference, cv2.COLOR_RGB2GRAY), area, rng)
@@ -129,7 +130,7 @@ def near_duplicate(
     if edit == "label":
         draw_label(edited, box, rng)
     else:
-        paste_patch(edited, box, ps.to3(donor), rng)
+        paste_patch(edited, box, donor, rng)
     return edited, {"edit": edit, "edit_box": list(box), "edit_area": round(area, 4)}
 
 
@@ -185,7 +186,7 @@ class _Tiers:
         rng = key_rng(self.seed, f"near-duplicate:{entry['id']}")
         references = self.manifest["references"]
         donor = references[(number + int(rng.integers(len(references) - 1))) % len(references)]  # never `entry`
-        edited, edit = near_duplicate(self.ps, self.picture(entry), self.picture(donor), rng)
+        edited, edit = near_duplicate(self.picture(entry), self.picture(donor), rng)
         image, _, measured = photograph(self.ps, edited, self.ps.sample_params(rng), self.backgrounds, rng)
         name = f"queries/N{number:03d}.jpg"
         self.ps.save_jpeg(image, self.out / name, measured["q"])
