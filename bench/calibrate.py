@@ -47,7 +47,8 @@ BANDS = (6, 8, 10, 12, 14, 16, 20, 30, 50, 100)  # lower edges of the inlier ban
 
 
 def inliers_of(score: float) -> int:
-    """The inlier count behind an uncalibrated score (reports round scores to 0.1)."""
+    """The inlier count behind an uncalibrated score: exact up to ~120 inliers, where reports' rounding
+    of scores to 0.1 starts to blur it (the fitted curve is flat long before)."""
     half = MEASURED.score_half_inliers
     return round(half * score / (100.0 - score))
 
