@@ -117,8 +117,9 @@ def split_of(query: dict[str, Any]) -> str:
 
 def settings_with(assignments: list[str]) -> RecognitionSettings:
     """`DEFAULT` with `FIELD=VALUE` assignments applied, each value cast to the field's type (a
-    tuple field takes comma-separated values). Raises ValueError for an unknown field or a value
-    of the wrong type: a typo must not measure the defaults under another name."""
+    tuple field takes comma-separated values, a bool one true or false). Raises ValueError for an
+    unknown field or a value of the wrong type: a typo must not measure the defaults under another
+    name."""
     known = {f.name for f in fields(RecognitionSettings)}
     changes: dict[str, Any] = {}
     for assignment in assignments:
@@ -126,7 +127,11 @@ def settings_with(assignments: list[str]) -> RecognitionSettings:
         if name not in known:
             raise ValueError(f"no recognition setting named {name!r}")
         current = getattr(DEFAULT, name)
-        if isinstance(current, tuple):
+        if isinstance(current, bool):  # bool("false") is True
+            if value not in ("true", "false"):
+                raise ValueError(f"{name} is true or false, not {value!r}")
+            changes[name] = value == "true"
+        elif isinstance(current, tuple):
             changes[name] = tuple(type(current[0])(v) for v in value.split(",")) if value else ()
         else:
             changes[name] = type(current)(value)
