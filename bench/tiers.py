@@ -7,6 +7,10 @@ with `bench.accuracy` (same index: the dev references and distractors):
   textured patch, or a patch of another reference pasted in; 1.5-5 % of the picture), photographed
   like the dev set's positives. Negatives: a printed set differing in one label must not match.
 
+Then, in a second data set (`tiers-seed<SEED>-pairs/`, report `tiers-pairs.json`), each edited
+picture is indexed beside its original: the near-duplicates' photos must find the edited picture
+first, and the dev set's positives still the original (a collection holding a printed set's variants).
+
 Both are rendered by the dev set's own phone simulator (`tools/phonesim.py` of the data set, imported
 from there, not copied), over backgrounds cropped from the set's unrelated negative photos (never
 indexed). The data set is written to `bench/results/cache/tiers-seed<SEED>/` (references and
@@ -37,6 +41,7 @@ DEFAULT_OUT = ROOT / "bench" / "results" / "tiers.json"
 VIDEO_SIZE = (320, 240)
 EDIT_AREA = (0.015, 0.05)  # share of the reference a near-duplicate's edit covers
 _LABEL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+REFERENCE_QUALITY = 90  # JPEG quality of the dev set's references, and of the edited pictures
 EDIT_CANDIDATES = 12  # places tried for an edit; the most textured wins (an edit of a blank wall changes nothing)
 
 
@@ -187,6 +192,7 @@ class _Tiers:
         references = self.manifest["references"]
         donor = references[(number + int(rng.integers(len(references) - 1))) % len(references)]  # never `entry`
         edited, edit = near_duplicate(self.picture(entry), self.picture(donor), rng)
+        self.ps.save_jpeg(edited, self.out / "variants" / f"V{number:03d}.jpg", REFERENCE_QUALITY)
         image, _, measured = photograph(self.ps, edited, self.ps.sample_params(rng), self.backgrounds, rng)
         name = f"queries/N{number:03d}.jpg"
         self.ps.save_jpeg(image, self.out / name, measured["q"])
@@ -206,14 +212,19 @@ def folder(seed: int) -> Path:
     return CACHE / f"tiers-seed{seed}"
 
 
+def link(out: Path, targets: dict[str, Path]) -> None:
+    """Folders of `out` that are links to others (no image is copied)."""
+    for name, target in targets.items():
+        if not (out / name).exists():
+            (out / name).symlink_to(target.resolve(), target_is_directory=True)
+
+
 def build(dev: Path, seed: int) -> Path:
     """Writes the tiers' data set (see module doc) and returns its folder."""
     out = folder(seed)
-    (out / "queries").mkdir(parents=True, exist_ok=True)
-    for part in ("references", "distractors"):
-        link = out / part
-        if not link.exists():
-            link.symlink_to((dev / part).resolve(), target_is_directory=True)
+    for part in ("queries", "variants"):
+        (out / part).mkdir(parents=True, exist_ok=True)
+    link(out, {"references": dev / "references", "distractors": dev / "distractors"})
     tiers = _Tiers(dev, out, seed)
     references = tiers.manifest["references"]
     queries = []
@@ -224,6 +235,36 @@ def build(dev: Path, seed: int) -> Path:
         part: [{k: e[k] for k in keep} for e in tiers.manifest.get(part, [])] for part in ("references", "distractors")
     }
     (out / "manifest.json").write_text(json.dumps({"seed": seed, **indexed, "queries": queries}, indent=1))
+    return out
+
+
+def build_pairs(dev: Path, tiers: Path) -> Path:
+    """A data set with each near-duplicate's edited picture indexed beside its original: do the photos
+    of the edited picture find it first, and do the dev set's photos still find the original? (What a
+    collection holding both variants of a printed set asks of the engine.)"""
+    out = tiers.with_name(tiers.name + "-pairs")
+    out.mkdir(parents=True, exist_ok=True)
+    link(
+        out,
+        {
+            "references": dev / "references",
+            "distractors": dev / "distractors",
+            "variants": tiers / "variants",
+            "queries": tiers / "queries",
+            "dev-queries": dev / "queries",
+        },
+    )
+    manifest = json.loads((tiers / "manifest.json").read_text())
+    near = [q for q in manifest["queries"] if q["kind"] == "near-duplicate"]
+    variants = [{"id": "V" + q["id"][1:], "file": f"variants/V{q['id'][1:]}.jpg"} for q in near]
+    queries = [{**q, "expected": "V" + q["id"][1:], "kind": "edited, both indexed"} for q in near]
+    queries += [
+        {**q, "file": "dev-" + q["file"], "kind": "original, both indexed"}
+        for q in json.loads((dev / "manifest.json").read_text())["queries"]
+        if q.get("expected")
+    ]
+    indexed = {"references": manifest["references"] + variants, "distractors": manifest["distractors"]}
+    (out / "manifest.json").write_text(json.dumps({**manifest, **indexed, "queries": queries}, indent=1))
     return out
 
 
@@ -243,7 +284,9 @@ def main() -> None:
     add_settings_option(parser)
     args = parser.parse_args()
     settings = parsed_settings(parser, args.assignments)
-    measure(build(args.dev, args.seed), args.out, settings)
+    tiers = build(args.dev, args.seed)
+    measure(tiers, args.out, settings)
+    measure(build_pairs(args.dev, tiers), args.out.with_name(args.out.stem + "-pairs.json"), settings)
 
 
 if __name__ == "__main__":
