@@ -6,6 +6,9 @@ search). Pinned to one CPU core, so the times are those of one worker on one cor
 
     .venv/bin/python -m bench.accuracy [DATASET_DIR] [--out bench/results/accuracy.json] [--set FIELD=VALUE ...]
 
+`RECOG_VOCABULARY=FILE` in the environment measures another vocabulary tree (`workers.vocabulary`)
+than the shipped one; the JSON records the file's name.
+
 `--set` measures a variant of the recognition settings (`workers.tuning.RecognitionSettings`, e.g.
 `--set view_features=200 --set tilt_directions=0,90`) without editing them: references are
 extracted and indexed, and queries searched, with the variant; the JSON records what was changed.
@@ -63,6 +66,7 @@ from workers.features import extract_reference
 from workers.index import CollectionIndex
 from workers.recognize import recognize
 from workers.tuning import DEFAULT, RecognitionSettings
+from workers.vocabulary import VOCABULARY_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "recognition-dev"
@@ -335,6 +339,7 @@ def measure(dataset: Path, out: Path, settings: RecognitionSettings = DEFAULT) -
         "cpu_core": core,
         "machine": platform.processor() or platform.machine(),
         "headline": "holdout",
+        "vocabulary": VOCABULARY_PATH.name,
         "orb1000_ms_640x480": floor,
         "worker_over_orb1000": cost,
         "settings_changed": {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +37,17 @@ def test_each_word_is_assigned_to_itself_and_noise_to_a_near_word() -> None:
     assigned = vocabulary.assign(noisy)
     assert (assigned == np.arange(200)).mean() > 0.9
     assert vocabulary.assign(np.zeros((0, 32), np.uint8)).shape == (0,)
+
+
+def test_recog_vocabulary_names_the_file_measured_instead_of_the_shipped_one(tmp_path: Path) -> None:
+    code = "from workers import vocabulary; print(vocabulary.VOCABULARY_PATH)"
+    other = tmp_path / "other.npz"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env={**os.environ, "RECOG_VOCABULARY": str(other)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.stdout.strip() == str(other)
+    assert vocabulary.VOCABULARY_PATH == vocabulary.SHIPPED  # the tests run without it

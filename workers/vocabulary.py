@@ -14,6 +14,7 @@ by another (`workers.snapshots`), and a different grouping would silently lose m
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,11 @@ import numpy as np
 
 from workers.tuning import DEFAULT
 
-VOCABULARY_PATH = Path(__file__).with_name("data") / "vocab-orb-v2.npz"
+SHIPPED = Path(__file__).with_name("data") / "vocab-orb-v2.npz"
+# RECOG_VOCABULARY names another tree file, to measure one without replacing the shipped file
+# (`bench.accuracy`). Read once: every index of the process must use the same words, and saved
+# indexes record the file's name (`workers.index.saved_under`), so one made with another is rebuilt.
+VOCABULARY_PATH = Path(os.environ.get("RECOG_VOCABULARY") or SHIPPED)
 BITS = 256  # ORB descriptor length
 
 
