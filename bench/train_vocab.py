@@ -1,48 +1,100 @@
 """Trains the binary visual vocabulary shipped as `workers/data/vocab-orb-v<N>.npz`.
 
-A two-level k-majority tree (k-means for bit vectors: assign by Hamming distance, centroid =
-per-bit majority): `--groups` coarse centroids over every training descriptor, then under each
-group as many words as its share of the descriptors (65,536 in all by default), trained on the
-group's own descriptors. Training descriptors are what the index stores (`extract_reference`) of
-the dev set's references and distractors, never its queries, plus `--generated` pictures of
-`shared.testing.imagegen` so the words are not only those of the dev set's pictures.
+The training pictures are never the evaluation's: `bench/vocab_sources.json` names Debian packages
+that are not sources of the dev set (nor of its held-out twin), the globs of the pictures used in
+each and their licences. `--fetch` downloads those packages (`apt-get download`, nothing is
+installed) and unpacks them (`dpkg -x`) into `--cache`, outside the repository; training then reads
+the cache. `--generated` pictures of `shared.testing.imagegen` are added. Training descriptors are
+what the index stores of a reference (`extract_reference`, PNG cut-outs laid on white as uploads
+are), so the words cover the upright, tilted and far views alike.
 
-    .venv/bin/python -m bench.train_vocab ../shared/data/recognition-dev --groups 64 --words 4096
+    .venv/bin/python -m bench.train_vocab --fetch --groups 64 --words 4096
 
-takes ~2 min on one core. `--regroup FLAT.npy` instead groups an existing flat (K, 32) vocabulary
-with faiss's binary k-means, as the loader of the flat v1 file did at every start-up.
+Two ways to build the two-level tree the loader reads (`--method`):
+- `flat` (default): k-majority (k-means for bit vectors: assign by Hamming distance, centroid =
+  per-bit majority) of `--words` words over every descriptor, then faiss's binary k-means groups
+  the words themselves into `--groups` cells. This is how v2 was made (v1's flat words regrouped).
+- `tree`: `--groups` coarse centroids over every descriptor, then under each group as many words
+  as its share of the descriptors, trained on the group's own descriptors.
 
-v2 (shipped) is v1's 4,096 words (`git show c8303eb:workers/data/vocab-orb-v1.npy`, trained on the
-dev references' upright features) regrouped that way: `--regroup v1.npy --groups 64`. Shipping
-the grouping makes the word assignment identical on every machine, which saved indexes rely on.
-Measured on the dev set's tune half with the v2 features (upright, tilted and far views): v2
-recall@1 0.898; a 4,096-word tree trained here 0.878. 16,384 words (5 probed) and 65,536 words
-(10 probed) lost 2-3 points on the hold-out half, and 65,536 was no faster at 10,000 references
-(faiss visits far more lists).
+Measured on the dev set's tune half with the v2 features: v1/v2's flat words (trained on the dev
+references) recall@1 0.898, a `tree` of 4,096 words trained on the dev references 0.878; 16,384
+words (5 probed) and 65,536 words (10 probed) lost 2-3 points on the hold-out half, and 65,536 was
+no faster at 10,000 references (faiss visits far more lists). Shipping the grouping makes the word
+assignment identical on every machine, which saved indexes rely on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 from tqdm import tqdm
 
+from shared.errors import RecogError
 from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import extract_reference
-from workers.vocabulary import VOCABULARY_PATH
+from workers.vocabulary import SHIPPED
+
+SOURCES = Path(__file__).with_name("vocab_sources.json")
+DEFAULT_CACHE = Path.home() / ".cache" / "recog" / "vocab-sources"
 
 
-def descriptors(root: Path, generated: int) -> np.ndarray:
-    """(N, 32) uint8: every indexed ORB descriptor of references/, distractors/ and the generated pictures."""
-    files = sorted((root / "references").glob("*.jpg")) + sorted((root / "distractors").glob("*.jpg"))
-    out = [
-        extract_reference(decode_gray(f.read_bytes())).descriptors for f in tqdm(files, desc="dev images", unit="img")
-    ]
+def fetch(sources: list[dict[str, Any]], cache: Path) -> None:
+    """Downloads and unpacks each source package not yet in `cache` (cache/<package>/ holds its
+    files as installed). Warns when Debian now serves another version than the list names: the
+    words may then differ slightly from the shipped ones."""
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        package = source["package"]
+        if (cache / package).is_dir():
+            continue
+        subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
+        deb = max(debs.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+        version = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        if version != source["version"]:
+            print(f"warning: {package} {version} fetched, the vocabulary was trained on {source['version']}")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(cache / package)], check=True)
+
+
+def pictures(sources: list[dict[str, Any]], cache: Path) -> list[Path]:
+    """The training pictures the list names: each glob's sorted matches, evenly thinned to its
+    `max` (so one large folder of similar art does not outweigh the rest)."""
+    out: list[Path] = []
+    for source in sources:
+        root = cache / source["package"]
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is missing: run with --fetch")
+        for spec in source["files"]:
+            matches = sorted(root.glob(spec["glob"]))
+            if not matches:
+                raise FileNotFoundError(f"{source['package']}: nothing matches {spec['glob']}")
+            keep = spec.get("max", len(matches))
+            out += [
+                matches[i] for i in np.unique(np.linspace(0, len(matches) - 1, min(keep, len(matches))).astype(int))
+            ]
+    return out
+
+
+def descriptors(files: list[Path], generated: int) -> np.ndarray:
+    """(N, 32) uint8: every indexed ORB descriptor of `files` and of the generated pictures. A file
+    the service would refuse (undecodable, too few details) is skipped."""
+    out = []
+    for path in tqdm(files, desc="pictures", unit="img"):
+        try:
+            out.append(extract_reference(decode_gray(path.read_bytes(), flatten=True)).descriptors)
+        except RecogError:
+            continue
     for seed in tqdm(range(generated), desc="generated", unit="img"):
         picture = imagegen.textured(5_000_000 + seed, 640, 480)
         out.append(extract_reference(decode_gray(imagegen.encode_jpeg(picture, 90))).descriptors)
@@ -80,7 +132,8 @@ def shares(counts: np.ndarray, total: int) -> np.ndarray:
     return words
 
 
-def train(data: np.ndarray, groups: int, words: int, iterations: int, seed: int) -> dict[str, np.ndarray]:
+def tree(data: np.ndarray, groups: int, words: int, iterations: int, seed: int) -> dict[str, np.ndarray]:
+    """`--method tree`: coarse centroids of `data`, then each group's own words (see module doc)."""
     rng = np.random.default_rng(seed)
     coarse, label = k_majority(data, groups, iterations, rng)
     per_group = shares(np.bincount(label, minlength=groups), words)
@@ -90,6 +143,11 @@ def train(data: np.ndarray, groups: int, words: int, iterations: int, seed: int)
         leaves.append(k_majority(members, int(per_group[group]), iterations, rng)[0])
     starts = np.concatenate([[0], np.cumsum([len(w) for w in leaves])]).astype(np.int64)
     return {"coarse": coarse, "words": np.concatenate(leaves), "starts": starts}
+
+
+def flat(data: np.ndarray, groups: int, words: int, iterations: int, seed: int) -> dict[str, np.ndarray]:
+    """`--method flat`: `words` k-majority words of all of `data`, then grouped (see module doc)."""
+    return regroup(k_majority(data, words, iterations, np.random.default_rng(seed))[0], groups)
 
 
 def regroup(flat: np.ndarray, groups: int) -> dict[str, np.ndarray]:
@@ -113,31 +171,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.train_vocab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dev_set", type=Path)
-    parser.add_argument("--groups", type=int, default=256)
-    parser.add_argument("--words", type=int, default=65536)
+    parser.add_argument("--sources", type=Path, default=SOURCES, help="the list of training packages and globs")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the packages are unpacked")
+    parser.add_argument("--fetch", action="store_true", help="download and unpack the packages not yet in --cache")
+    parser.add_argument("--method", choices=("flat", "tree"), default="flat")
+    parser.add_argument("--groups", type=int, default=64)
+    parser.add_argument("--words", type=int, default=4096)
     parser.add_argument(
         "--generated", type=int, default=300, help="shared.testing.imagegen pictures added to the training set"
     )
+    parser.add_argument(
+        "--sample", type=int, default=2_000_000, help="train on at most this many descriptors (a random sample)"
+    )
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--regroup", type=Path, help="group this flat (K, 32) uint8 .npy vocabulary instead of training"
-    )
-    parser.add_argument("--out", type=Path, default=VOCABULARY_PATH)
+    parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.regroup:
-        tree = regroup(np.load(args.regroup), args.groups)
-        save(args.out, tree)
-        print(f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words")
-        return
-    data = descriptors(args.dev_set, args.generated)
-    print(f"{len(data)} descriptors in {time.perf_counter() - started:.0f} s")
-    tree = train(data, args.groups, args.words, args.iterations, args.seed)
-    save(args.out, tree)
+    sources = json.loads(args.sources.read_text())["sources"]
+    if args.fetch:
+        fetch(sources, args.cache)
+    files = pictures(sources, args.cache)
+    data = descriptors(files, args.generated)
+    if len(data) > args.sample:
+        data = data[np.random.default_rng(args.seed).choice(len(data), args.sample, replace=False)]
+    print(f"{len(data)} descriptors of {len(files)} pictures in {time.perf_counter() - started:.0f} s")
+    build = flat if args.method == "flat" else tree
+    vocabulary = build(data, args.groups, args.words, args.iterations, args.seed)
+    save(args.out, vocabulary)
     print(
-        f"wrote {args.out}: {len(tree['coarse'])} groups, {len(tree['words'])} words, "
+        f"wrote {args.out}: {len(vocabulary['coarse'])} groups, {len(vocabulary['words'])} words, "
         f"in {time.perf_counter() - started:.0f} s"
     )
 
