@@ -8,7 +8,7 @@ the cache. `--generated` pictures of `shared.testing.imagegen` are added. Traini
 what the index stores of a reference (`extract_reference`, PNG cut-outs laid on white as uploads
 are), so the words cover the upright, tilted and far views alike.
 
-    .venv/bin/python -m bench.train_vocab --fetch --groups 64 --words 4096
+    .venv/bin/python -m bench.train_vocab --fetch --groups 64 --words 4096 --out /tmp/vocab-orb-v3.npz
 
 Two ways to build the two-level tree the loader reads (`--method`):
 - `flat` (default): k-majority (k-means for bit vectors: assign by Hamming distance, centroid =
@@ -41,7 +41,6 @@ from shared.errors import RecogError
 from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import extract_reference
-from workers.vocabulary import SHIPPED
 
 SOURCES = Path(__file__).with_name("vocab_sources.json")
 DEFAULT_CACHE = Path.home() / ".cache" / "recog" / "vocab-sources"
@@ -185,7 +184,12 @@ def main() -> None:
     )
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=SHIPPED)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the tree file to write: a new name, never a shipped one (saved indexes know a vocabulary by its name)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     sources = json.loads(args.sources.read_text())["sources"]
