@@ -21,7 +21,9 @@ Measured on the dev set's tune half with the v2 features: v1/v2's flat words (tr
 references) recall@1 0.898, a `tree` of 4,096 words trained on the dev references 0.878; 16,384
 words (5 probed) and 65,536 words (10 probed) lost 2-3 points on the hold-out half, and 65,536 was
 no faster at 10,000 references (faiss visits far more lists). Shipping the grouping makes the word
-assignment identical on every machine, which saved indexes rely on.
+assignment identical on every machine, which saved indexes rely on. Trained on the sources list
+instead (v3, 2026-12-02), 4,096 words lost 2-3 points on both halves against v2, whatever the
+method, word count or added pictures (README, "Visual vocabulary"), so v2 is still shipped.
 """
 
 from __future__ import annotations
