@@ -6,7 +6,8 @@ each and their licences. `--fetch` downloads those packages (`apt-get download`,
 installed) and unpacks them (`dpkg -x`) into `--cache`, outside the repository; training then reads
 the cache. `--generated` pictures of `shared.testing.imagegen` are added. Training descriptors are
 what the index stores of a reference (`extract_reference`, PNG cut-outs laid on white as uploads
-are), so the words cover the upright, tilted and far views alike.
+are), so the words cover the upright, tilted and far views alike; with `--upright`, only the
+upright view's (`extract`), as v1 was trained.
 
     .venv/bin/python -m bench.train_vocab --fetch --groups 64 --words 4096 --out /tmp/vocab-orb-v3.npz
 
@@ -22,8 +23,8 @@ references) recall@1 0.898, a `tree` of 4,096 words trained on the dev reference
 words (5 probed) and 65,536 words (10 probed) lost 2-3 points on the hold-out half, and 65,536 was
 no faster at 10,000 references (faiss visits far more lists). Shipping the grouping makes the word
 assignment identical on every machine, which saved indexes rely on. Trained on the sources list
-instead (v3, 2026-12-02), 4,096 words lost 2-3 points on both halves against v2, whatever the
-method, word count or added pictures (README, "Visual vocabulary"), so v2 is still shipped.
+instead (v3, 2026-12-02), 4,096 words lost 1-4 points on each half against v2, whatever the
+method, views, word count or added pictures (README, "Visual vocabulary"), so v2 is still shipped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import argparse
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from tqdm import tqdm
 from shared.errors import RecogError
 from shared.testing import imagegen
 from workers.decode import decode_gray
-from workers.features import extract_reference
+from workers.features import Features, extract, extract_reference
 
 SOURCES = Path(__file__).with_name("vocab_sources.json")
 DEFAULT_CACHE = Path.home() / ".cache" / "recog" / "vocab-sources"
@@ -87,18 +89,20 @@ def pictures(sources: list[dict[str, Any]], cache: Path) -> list[Path]:
     return out
 
 
-def descriptors(files: list[Path], generated: int) -> np.ndarray:
-    """(N, 32) uint8: every indexed ORB descriptor of `files` and of the generated pictures. A file
-    the service would refuse (undecodable, too few details) is skipped."""
+def descriptors(files: list[Path], generated: int, upright: bool = False) -> np.ndarray:
+    """(N, 32) uint8: every indexed ORB descriptor (only the upright view's with `upright`) of
+    `files` and of the generated pictures. A file the service would refuse (undecodable, too few
+    details) is skipped."""
+    features: Callable[[np.ndarray], Features] = extract if upright else extract_reference
     out = []
     for path in tqdm(files, desc="pictures", unit="img"):
         try:
-            out.append(extract_reference(decode_gray(path.read_bytes(), flatten=True)).descriptors)
+            out.append(features(decode_gray(path.read_bytes(), flatten=True)).descriptors)
         except RecogError:
             continue
     for seed in tqdm(range(generated), desc="generated", unit="img"):
         picture = imagegen.textured(5_000_000 + seed, 640, 480)
-        out.append(extract_reference(decode_gray(imagegen.encode_jpeg(picture, 90))).descriptors)
+        out.append(features(decode_gray(imagegen.encode_jpeg(picture, 90))).descriptors)
     return np.concatenate(out)
 
 
@@ -176,6 +180,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the packages are unpacked")
     parser.add_argument("--fetch", action="store_true", help="download and unpack the packages not yet in --cache")
     parser.add_argument("--method", choices=("flat", "tree"), default="flat")
+    parser.add_argument("--upright", action="store_true", help="train on the upright view's descriptors only")
     parser.add_argument("--groups", type=int, default=64)
     parser.add_argument("--words", type=int, default=4096)
     parser.add_argument(
@@ -198,7 +203,7 @@ def main() -> None:
     if args.fetch:
         fetch(sources, args.cache)
     files = pictures(sources, args.cache)
-    data = descriptors(files, args.generated)
+    data = descriptors(files, args.generated, args.upright)
     if len(data) > args.sample:
         data = data[np.random.default_rng(args.seed).choice(len(data), args.sample, replace=False)]
     print(f"{len(data)} descriptors of {len(files)} pictures in {time.perf_counter() - started:.0f} s")

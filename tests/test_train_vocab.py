@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.train_vocab import SOURCES, flat, pictures, save, tree
+from bench.train_vocab import SOURCES, descriptors, flat, pictures, save, tree
 from workers import vocabulary
 
 Build = Callable[[np.ndarray, int, int, int, int], dict[str, np.ndarray]]
@@ -45,3 +45,9 @@ def test_both_methods_give_a_tree_the_loader_accepts(build: Build, tmp_path: Pat
     save(tmp_path / "v.npz", build(data, 4, 64, 3, 1))
     loaded = vocabulary.load(tmp_path / "v.npz")
     assert loaded.coarse.shape == (4, 32) and loaded.words.shape == (64, 32)
+
+
+def test_upright_training_takes_only_the_upright_view() -> None:
+    upright, every_view = descriptors([], 1, upright=True), descriptors([], 1)
+    assert upright.dtype == np.uint8 and upright.shape[1] == 32
+    assert 0 < len(upright) < len(every_view)
