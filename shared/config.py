@@ -132,6 +132,12 @@ VARIABLES: tuple[Variable, ...] = (
         "At 50,000 a part's index fits a worker in ~8 GB and answers in ~100 ms on one core.",
     ),
     Variable(
+        "RECOG_VOCABULARY",
+        "",
+        "A vocabulary tree file (.npz, `bench/train_vocab.py`) for workers to use instead of the shipped one, to "
+        "measure it (`bench.accuracy`); saved indexes of another vocabulary are rebuilt. Empty: the shipped one.",
+    ),
+    Variable(
         "RECOG_SNAPSHOT_MIN_IMAGES",
         "1000",
         "Workers save the index of a collection with at least this many images under RECOG_DATA_DIR/indexes "
