@@ -33,9 +33,10 @@ async def item_in_new_collection(redis: fakeredis.FakeAsyncRedis, **fields: obje
     )
 
 
-async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAsyncRedis) -> None:
-    item = await item_in_new_collection(redis, name="poster", content={"k": [1, 2]}, trackable=True)
-    images = [
+async def add_images(
+    redis: fakeredis.FakeAsyncRedis, item: catalog.Record, count: int, part_images: int = 0
+) -> list[catalog.Record]:
+    return [
         await catalog.create_image(
             redis,
             image_id=new_id(),
@@ -43,9 +44,15 @@ async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAs
             recognisability=3,
             sha256=new_id(),
             shards=SHARDS,
+            part_images=part_images,
         )
-        for _ in range(2)
+        for _ in range(count)
     ]
+
+
+async def test_items_and_their_images_for_search_results(redis: fakeredis.FakeAsyncRedis) -> None:
+    item = await item_in_new_collection(redis, name="poster", content={"k": [1, 2]}, trackable=True)
+    images = await add_images(redis, item, 2)
     missing = new_id()
     found = await catalog.get_items(redis, [item["uuid"], missing, item["uuid"]])
     assert list(found) == [item["uuid"]]
@@ -106,21 +113,6 @@ async def test_concurrent_creates_with_one_name_yield_one_collection() -> None:
     assert sorted(outcomes) == ["created"] + ["refused"] * 7
 
 
-async def add_images(redis: fakeredis.FakeAsyncRedis, item: catalog.Record, count: int) -> list[catalog.Record]:
-    return [
-        await catalog.create_image(
-            redis,
-            image_id=new_id(),
-            item_id=item["uuid"],
-            recognisability=3,
-            sha256=new_id(),
-            shards=SHARDS,
-            part_images=2,
-        )
-        for _ in range(count)
-    ]
-
-
 def events_of(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, str]]:
     return [(e.op, e.collection) for e in (decode_event(fields) for _, fields in entries)]
 
@@ -130,7 +122,7 @@ async def test_a_collection_fills_parts_in_order_and_each_is_sharded_on_its_own(
 ) -> None:
     item = await item_in_new_collection(redis)
     collection = item["collection"]
-    images = await add_images(redis, item, 5)
+    images = await add_images(redis, item, 5, part_images=2)
     assert [image.get("part", 0) for image in images] == [0, 0, 1, 1, 2]
     assert (await catalog.get(redis, catalog.COLLECTION, collection))["parts"] == 3
     for part, expected in enumerate([images[:2], images[2:4], images[4:]]):
