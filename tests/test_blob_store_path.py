@@ -67,13 +67,6 @@ def all_found(stack: Stack, token: str, added: dict[int, tuple[str, str]]) -> bo
     return all(top_item(stack, token, seed) == item for seed, (item, _) in added.items())
 
 
-def stop_workers(stack: Stack) -> None:
-    for proc in stack.workers:
-        proc.terminate()
-        proc.wait(timeout=15)
-    stack.workers.clear()
-
-
 def run_recog(stack: Stack, *args: str) -> str:
     command = [*recog_command(), *args]
     done = subprocess.run(command, check=False, env=stack.env, capture_output=True, text=True, timeout=120)
@@ -100,11 +93,11 @@ def test_an_upload_is_searchable_at_once_with_its_features_only_in_the_blob_stor
 def test_a_worker_on_an_empty_disk_rebuilds_every_index_from_the_blob_store(running: Stack, tmp_path: Path) -> None:
     _, token, added = populate(running)
     wait_until(lambda: all_found(running, token, added), timeout=5, what="the references to be found")
-    stop_workers(running)
+    running.stop_workers()
     running.start_worker()  # loads the collection and saves its index (RECOG_SNAPSHOT_MIN_IMAGES=1)
     running.wait_ready()
     assert any((tmp_path / "indexes").iterdir())
-    stop_workers(running)
+    running.stop_workers()
     shutil.rmtree(tmp_path / "indexes")  # a new machine: nothing on its disk
 
     running.start_worker()
@@ -123,7 +116,7 @@ def downgrade(db: redis.Redis, blobs: LocalBlobStore, collection: str, added: di
 
 def test_features_kept_in_redis_are_moved_by_recog_migrate(running: Stack, db: redis.Redis, tmp_path: Path) -> None:
     collection, token, added = populate(running)
-    stop_workers(running)
+    running.stop_workers()
     downgrade(db, LocalBlobStore(tmp_path / "blobs"), collection, added)
 
     out = run_recog(running, "migrate")
@@ -139,7 +132,7 @@ def test_features_kept_in_redis_are_moved_by_recog_migrate(running: Stack, db: r
 
 def test_features_kept_in_redis_are_moved_when_a_worker_starts(running: Stack, db: redis.Redis, tmp_path: Path) -> None:
     collection, token, added = populate(running)
-    stop_workers(running)
+    running.stop_workers()
     downgrade(db, LocalBlobStore(tmp_path / "blobs"), collection, added)
     running.start_worker()
     running.wait_ready()
@@ -150,7 +143,7 @@ def test_features_kept_in_redis_are_moved_when_a_worker_starts(running: Stack, d
 def test_an_upload_with_no_worker_running_is_refused_at_once(running: Stack, tmp_path: Path) -> None:
     with running.admin() as admin:
         collection, _ = make_collection(admin)
-        stop_workers(running)
+        running.stop_workers()
         started = time.monotonic()
         response = upload_image(admin, make_item(admin, collection), imagegen.encode_jpeg(reference(31), 92))
     assert (response.status_code, error_code(response)) == (503, "SERVER_BUSY"), response.text
@@ -181,7 +174,7 @@ def test_searches_are_served_between_the_stages_of_uploads(running: Stack) -> No
     """A worker preparing an upload serves the searches that arrive meanwhile between its stages,
     instead of making them wait for the whole upload (one worker here: no other could take them)."""
     _, token, added = populate(running)
-    stop_workers(running)
+    running.stop_workers()
     port = free_port()
     running.start_worker(RECOG_WORKER_METRICS_PORT=str(port))
     running.wait_ready()

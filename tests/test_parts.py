@@ -4,6 +4,8 @@ same collection in one part."""
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,12 @@ from typing import Any
 import pytest
 import redis
 
+from shared.parts import part_key
+from shared.shards import shard_of
 from shared.testing import imagegen
 from shared.testing.stack import Stack, db_url, private_db, serving, stack_env, start_api
 from shared.testing.wait import wait_until
-from tests.stackclient import add_reference, make_collection, search
+from tests.stackclient import add_reference, error_code, make_collection, search
 from tests.test_index import CORNERS, photo, reference
 
 SEEDS = (41, 42, 43, 44, 45)
@@ -85,3 +89,32 @@ def test_a_collection_in_parts_is_deleted_from_every_part(stacks: tuple[Stack, S
         refused = search(client, token, imagegen.encode_jpeg(photo(SEEDS[0], CORNERS), 85))
     assert refused.status_code == 403
     assert [k for k in db.scan_iter() if collection.encode() in k] == []
+
+
+def test_a_part_that_misses_the_deadline_makes_the_search_a_timeout(db: redis.Redis, tmp_path: Path) -> None:
+    """Each part is answered by the workers of its own shard: one of them stalled, the search waits
+    for it no longer than the deadline, answers 504, and counts it."""
+    env = stack_env(db_url(db), tmp_path, RECOG_PART_IMAGES="2", RECOG_DEADLINE_MS="1500", RECOG_SHARDS="4")
+    with serving(env) as stack:
+        for _ in range(8):  # until its two parts land on two shards (3 times in 4)
+            collection, token = populated(stack)
+            second = shard_of(part_key(collection, 1), 4)
+            if shard_of(collection, 4) != second:
+                break
+        stack.stop_workers()
+        stack.start_worker(RECOG_WORKER_SHARDS=",".join(str(s) for s in range(4) if s != second))
+        stalled = stack.start_worker(RECOG_WORKER_SHARDS=str(second))
+        stack.wait_ready()
+        wait_until(lambda: top(stack, token, SEEDS[2]) == f"poster-{SEEDS[2]}", 10, "the part's worker to answer")
+        stalled.send_signal(signal.SIGSTOP)
+        try:
+            with stack.client() as client:
+                started = time.monotonic()
+                response = search(client, token, imagegen.encode_jpeg(photo(SEEDS[0], CORNERS), 85))
+                seconds = time.monotonic() - started
+                metrics = client.get("/metrics").text
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+    assert (response.status_code, error_code(response)) == (504, "TIMEOUT"), response.text
+    assert seconds < 1.5 + 1.0
+    assert "recog_search_parts_missed_total 1.0" in metrics

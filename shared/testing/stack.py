@@ -54,6 +54,13 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def stop_workers(self) -> None:
+        """Stops every worker (as a deployment scaled to zero would) and forgets them."""
+        for proc in self.workers:
+            proc.terminate()
+            proc.wait(timeout=15)
+        self.workers.clear()
+
     def wait_ready(self, timeout: float = 60) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
