@@ -32,13 +32,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Every request in flight may hold one connection for its blocking reply read, plus a few for
+        # Every search or upload in flight may hold one connection for its blocking reply read, plus a few for
         # token and catalogue reads; redis-py 8 raises when its pool is exhausted, so size it here.
         # A frozen Redis must not hold a request for ever: reads give up a little after the longest
         # blocking pop a search makes (its deadline); searches are cut at their deadline anyway.
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url,
-            max_connections=settings.max_in_flight + 32,
+            max_connections=settings.max_in_flight + settings.max_uploads_in_flight + 32,
             timeout=settings.deadline_ms / 1000,
             socket_timeout=settings.deadline_ms / 1000 + 2,
             socket_connect_timeout=2,

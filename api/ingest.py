@@ -10,8 +10,10 @@ its original gone, and anything it wrote is left for `recog sweep`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio as aioredis
@@ -48,15 +50,27 @@ class Ingester:
             )
         self._push = redis_async.register_script(PUSH)
         self._job_ids = JobIds()
+        self._max_waiting = settings.max_uploads_in_flight
+        self.waiting = 0
 
     async def register_queues(self) -> None:
         """Lists the upload queues where RQ keeps its queue names, so `rq info` shows them."""
         await self._redis.sadd(Queue.redis_queues_keys, *(queues.ingest_queue_key(s) for s in range(self._shards)))
 
-    async def require_workers(self) -> None:
-        """ServerBusy at once when no worker runs: the upload would only wait out its timeout."""
-        if await self._admission.live_workers() == 0:
-            raise ServerBusy("No worker is running to prepare the image; retry shortly.", retry_after=2)
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Holds one of this process's `RECOG_MAX_UPLOADS_IN_FLIGHT` upload places for the length of
+        an upload: each waits on a Redis connection that searches need too. ServerBusy at once when
+        none is free, or when no worker runs (the upload would only wait out its timeout)."""
+        if self.waiting >= self._max_waiting:
+            raise ServerBusy("Too many uploads are waiting for the workers; retry shortly.", retry_after=2)
+        self.waiting += 1
+        try:
+            if await self._admission.live_workers() == 0:
+                raise ServerBusy("No worker is running to prepare the image; retry shortly.", retry_after=2)
+            yield
+        finally:
+            self.waiting -= 1
 
     async def prepare(self, collection: str, item: str, image: str) -> int:
         """Has a worker check the stored original of `image`, extract its features and make its

@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from api.bodies import reference
 from api.forms import read_form
-from api.services import services
+from api.services import Services, services
 from api.upload_limits import read_image
 from shared import catalog
 from shared.blobs import ORIGINAL, image_prefix
@@ -69,14 +69,19 @@ async def create_image(request: Request) -> catalog.Record:
     item_id, data = await _read_upload(request, state.settings)
     inspect(data, state.settings, opacity=False)  # the header only: refused before anything is stored
     item = await catalog.get(state.redis, catalog.ITEM, item_id, field="item")
-    await state.ingester.require_workers()
+    async with state.ingester.slot():
+        return await _store(state, item["collection"], item_id, data)
+
+
+async def _store(state: Services, collection: str, item_id: str, data: bytes) -> catalog.Record:
+    """The original stored, prepared by a worker, then recorded; its files removed on any failure."""
     sha256 = catalog.picture_digest(data)
-    await catalog.refuse_duplicate(state.redis, item["collection"], sha256)  # before any work; again when recorded
+    await catalog.refuse_duplicate(state.redis, collection, sha256)  # before any work; again when recorded
     image_id = new_id()
-    prefix = image_prefix(item["collection"], item_id, image_id)
+    prefix = image_prefix(collection, item_id, image_id)
     await anyio.to_thread.run_sync(state.blobs.put, f"{prefix}/{ORIGINAL}", data)
     try:
-        rating = await state.ingester.prepare(item["collection"], item_id, image_id)
+        rating = await state.ingester.prepare(collection, item_id, image_id)
         return await catalog.create_image(
             state.redis,
             image_id=image_id,

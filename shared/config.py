@@ -125,6 +125,12 @@ VARIABLES: tuple[Variable, ...] = (
         "answered 503 SERVER_BUSY (workers serve uploads only when no search waits).",
     ),
     Variable(
+        "RECOG_MAX_UPLOADS_IN_FLIGHT",
+        "64",
+        "Reference uploads one API process keeps waiting for the workers at once; more are answered 503 "
+        "SERVER_BUSY at once (each holds one of the process's Redis connections while it waits).",
+    ),
+    Variable(
         "RECOG_PART_IMAGES",
         "50000",
         "A collection's images are indexed in parts of at most this many, each served like a collection of its "
@@ -226,6 +232,7 @@ class Settings:
     token_cache_seconds: float
     reply_ttl_seconds: int
     ingest_timeout_seconds: float
+    max_uploads_in_flight: int
     part_images: int
     worker_metrics_port: int
     worker_metrics_host: str
@@ -263,6 +270,7 @@ class Settings:
             token_cache_seconds=_float(env, "RECOG_TOKEN_CACHE_SECONDS"),
             reply_ttl_seconds=_int(env, "RECOG_REPLY_TTL_SECONDS", low=1),
             ingest_timeout_seconds=_float(env, "RECOG_INGEST_TIMEOUT_SECONDS"),
+            max_uploads_in_flight=_int(env, "RECOG_MAX_UPLOADS_IN_FLIGHT", low=1),
             part_images=_int(env, "RECOG_PART_IMAGES"),
             worker_metrics_port=_int(env, "RECOG_WORKER_METRICS_PORT"),
             worker_metrics_host=env.get("RECOG_WORKER_METRICS_HOST") or _DEFAULTS["RECOG_WORKER_METRICS_HOST"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -188,3 +189,29 @@ def test_searches_are_served_between_the_stages_of_uploads(running: Stack) -> No
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     [served] = [line for line in metrics.splitlines() if line.startswith("recog_worker_searches_during_uploads_total")]
     assert float(served.split()[-1]) > 0, "every search waited for whole uploads"
+
+
+def upload_jobs(db: redis.Redis) -> list[bytes]:
+    """The RQ hashes of upload jobs not finished (a worker stopped in its blocking pop still takes one)."""
+    return [k for k in db.scan_iter(match="rq:job:*") if (db.hget(k, "description") or b"").startswith(b"ingest")]
+
+
+def test_uploads_waiting_for_workers_are_bounded_per_api_process(db: redis.Redis, tmp_path: Path) -> None:
+    """Each waiting upload holds a Redis connection the searches need too: past the bound, 503 at once."""
+    env = stack_env(db_url(db), tmp_path, RECOG_MAX_UPLOADS_IN_FLIGHT="1", RECOG_INGEST_TIMEOUT_SECONDS="20")
+    with serving(env) as stack, stack.admin() as admin, ThreadPoolExecutor(1) as pool:
+        collection, _ = make_collection(admin)
+        items = [make_item(admin, collection, f"poster-{n}") for n in range(2)]
+        stalled = stack.workers[0]
+        stalled.send_signal(signal.SIGSTOP)  # it still counts as live for a few seconds
+        try:
+            first = pool.submit(upload_image, admin, items[0], imagegen.encode_jpeg(reference(51), 92))
+            wait_until(lambda: upload_jobs(db), 5, "the first upload to be queued")
+            started = time.monotonic()
+            second = upload_image(admin, items[1], imagegen.encode_jpeg(reference(52), 92))
+            refused_in = time.monotonic() - started
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+        assert (second.status_code, error_code(second)) == (503, "SERVER_BUSY"), second.text
+        assert "Too many uploads" in second.json()["error"]["message"] and refused_in < 2
+        assert first.result().status_code == 201  # the one waiting is answered once the worker resumes
