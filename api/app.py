@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from rq import Queue
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -19,6 +20,7 @@ from api.ingest import Ingester
 from api.metrics import MetricsMiddleware
 from api.services import Services
 from api.tokens import TokenCache
+from shared import queues
 from shared.apikeys import ensure_admin_key
 from shared.blobs import LocalBlobStore
 from shared.config import Settings
@@ -54,8 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ingester=Ingester(settings, redis, dispatcher.admission),
         )
         app.state.services = running
-        await running.dispatcher.register_queues()
-        await running.ingester.register_queues()
+        await redis.sadd(Queue.redis_queues_keys, *queues.every_key(settings.shards))
         if settings.admin_api_key:
             await ensure_admin_key(redis, settings.admin_api_key)
         log.info(

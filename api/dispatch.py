@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
-from rq import Queue
 
 from api import metrics
 from api.admission import Admission
@@ -69,10 +68,6 @@ class Dispatcher:
         self.in_flight = 0
         self._job_ids = JobIds()
         self.pacer = RefusalPacer(_REFUSAL_GAP_SECONDS)
-
-    async def register_queues(self) -> None:
-        """Lists the shards' queues where RQ keeps its queue names, so `rq info` shows them."""
-        await self._redis.sadd(Queue.redis_queues_keys, *(queues.queue_key(s) for s in range(self._settings.shards)))
 
     def refuse_if_full(self) -> None:
         """ServerBusy when no search can be admitted now, whatever its collection: this process has

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio as aioredis
-from rq import Queue
 from rq.job import Job
 
 from api.admission import Admission
@@ -52,10 +51,6 @@ class Ingester:
         self._job_ids = JobIds()
         self._max_waiting = settings.max_uploads_in_flight
         self.waiting = 0
-
-    async def register_queues(self) -> None:
-        """Lists the upload queues where RQ keeps its queue names, so `rq info` shows them."""
-        await self._redis.sadd(Queue.redis_queues_keys, *(queues.ingest_queue_key(s) for s in range(self._shards)))
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

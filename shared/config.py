@@ -135,7 +135,7 @@ VARIABLES: tuple[Variable, ...] = (
         "50000",
         "A collection's images are indexed in parts of at most this many, each served like a collection of its "
         "own (by the workers of the shard its part hashes to); a search fans out to every part (0: one part). "
-        "At 50,000 a part's index fits a worker in ~8 GB and answers in ~100 ms on one core.",
+        "At 50,000 a part's index takes ~8 GB and ~100 ms a search on one core (extrapolated from bench.scale).",
     ),
     Variable(
         "RECOG_VOCABULARY",

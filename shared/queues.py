@@ -28,6 +28,12 @@ def ingest_queue_key(shard: int) -> str:
     return Queue.redis_queue_namespace_prefix + ingest_queue_name(shard)
 
 
+def every_key(shards: int) -> list[str]:
+    """The search and upload queues of every shard: what the API lists where RQ keeps its queue
+    names, so `rq info` shows them."""
+    return [key(shard) for key in (queue_key, ingest_queue_key) for shard in range(shards)]
+
+
 def stage_depths(pipe: AnyPipeline, shards: int, key: Callable[[int], str] = queue_key) -> None:
     """Stages one LLEN per shard of its search queue (or of the queue `key` names, e.g. uploads)."""
     for shard in range(shards):

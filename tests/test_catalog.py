@@ -80,14 +80,7 @@ async def test_children_of_a_deleted_parent_are_refused(redis: fakeredis.FakeAsy
         await catalog.create_child(redis, catalog.TOKEN, {"collection": item["collection"]})
     assert refused.value.details == {"collection": "no such collection"}
     with pytest.raises(ValidationError):
-        await catalog.create_image(
-            redis,
-            image_id=new_id(),
-            item_id=item["uuid"],
-            recognisability=1,
-            sha256=new_id(),
-            shards=SHARDS,
-        )
+        await add_images(redis, item, 1)
     streams = {keys.shard_events(shard).encode() for shard in range(SHARDS)}
     assert set(await redis.keys("*")) <= streams  # nothing but the event streams is left
 
