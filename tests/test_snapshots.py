@@ -119,6 +119,24 @@ def test_snapshot_older_than_the_trimmed_stream_is_not_used(
     assert wait_saved(tmp_path, saved) != saved  # and the full load was saved afresh
 
 
+def test_a_built_collection_is_then_served_from_its_saved_files(
+    db: redis.Redis, blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    """The build's memory is given back: the worker maps the snapshot it just wrote, as a restarted
+    one would, and keeps indexing new uploads beside it."""
+    db.sadd(keys.shard_collections(0), COLLECTION)
+    for seed in (1, 2):
+        upload(db, blobs, seed)
+    state = ShardState(db, blobs, 1, Snapshots(tmp_path, min_images=1))
+    state.load_shard(0)
+    saved = tmp_path / COLLECTION / wait_saved(tmp_path)
+    assert str(saved / "postings.faissb") in Path("/proc/self/maps").read_text()
+    assert found(state, 1) == ["item-1"] and found(state, 2) == ["item-2"]
+    upload(db, blobs, 3)
+    state.apply(IndexEvent(op="add", collection=COLLECTION, image="img-3", item="item-3"))
+    assert found(state, 3) == ["item-3"]
+
+
 def test_small_collections_are_not_saved(db: redis.Redis, blobs: LocalBlobStore, tmp_path: Path) -> None:
     db.sadd(keys.shard_collections(0), COLLECTION)
     upload(db, blobs, 1)

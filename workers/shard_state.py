@@ -9,7 +9,9 @@ come and go at run time as ownership moves between workers (`workers.ownership`)
 
 With snapshots (`workers.snapshots`), a collection is opened from its saved index and only the
 events after the snapshot are replayed; a collection built from the blob store is saved for the
-next start.
+next start, and then served from the saved files as a restarted worker would be: its postings and
+keypoints are memory-mapped pages of the page cache (shared by the workers of one host, given back
+under memory pressure), not the build's anonymous memory (~160 KB per reference).
 
 What this module calls a collection is a part of one (`shared.parts`): its id is the part's key,
 which events and jobs name; part 0's key is the collection id.
@@ -146,7 +148,16 @@ class ShardState:
         index while it is written (seconds at 100,000 images). `cursor` was read before the index
         was built, so the snapshot holds at least every event up to it (replaying more is harmless)."""
         assert self._snapshots is not None
-        self._snapshots.save(collection_id, collection.index, dict(collection.items), cursor)
+        saved = self._snapshots.save(collection_id, collection.index, dict(collection.items), cursor)
+        if saved is None:
+            return
+        try:
+            mapped = CollectionIndex.open(saved, collection.index.settings)
+        except (OSError, ValueError) as exc:  # just written: only a failing disk gets here
+            log.warning("serving collection %s from memory: its saved index cannot be opened (%s)", collection_id, exc)
+            return
+        # The shard is not followed yet (`load_shard`): no event lands on the built index meanwhile.
+        collection.index = mapped
 
     def unload_shard(self, shard: int) -> None:
         with self._lock:

@@ -74,11 +74,12 @@ class Snapshots:
             log.warning("ignoring unreadable index snapshot of collection %s: %s", collection_id, exc)
             return None
 
-    def save(self, collection_id: str, index: CollectionIndex, items: dict[str, str], cursor: str) -> None:
-        """Writes a new snapshot and makes it the current one; logs and gives up on a disk error
-        (the worker serves from memory either way)."""
+    def save(self, collection_id: str, index: CollectionIndex, items: dict[str, str], cursor: str) -> Path | None:
+        """Writes a new snapshot, makes it the current one and returns its directory; logs and gives
+        up (None) on a disk error (the worker serves from memory either way). None too for a
+        collection below `min_images`."""
         if len(index) < self.min_images:
-            return
+            return None
         home = self.root / collection_id
         name = f"{time.time_ns()}-{os.getpid()}"
         started = time.perf_counter()
@@ -91,7 +92,7 @@ class Snapshots:
         except OSError as exc:
             log.warning("could not save the index snapshot of collection %s: %s", collection_id, exc)
             shutil.rmtree(home / name, ignore_errors=True)
-            return
+            return None
         log.info(
             "saved the index of collection %s (%d images) in %.2f s",
             collection_id,
@@ -99,6 +100,7 @@ class Snapshots:
             time.perf_counter() - started,
         )
         self._prune(home, name)
+        return home / name
 
     def _prune(self, home: Path, current: str) -> None:
         """Deletes snapshots older than the current one once they are `_KEEP_SECONDS` old: a process
