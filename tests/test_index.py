@@ -112,6 +112,30 @@ def test_max_results_limits_the_answer(index: CollectionIndex) -> None:
     assert len(recognize(index, imagegen.encode_jpeg(scene, 88), 1)[0]) == 1
 
 
+def buried_match(settings: RecognitionSettings) -> list[Match]:
+    """A photo of reference 7 searched in an index where 20 decoys hold copies of its own descriptors
+    at random places: they outvote the true reference, and only geometry tells them apart."""
+    query = extract(decode_gray(imagegen.encode_jpeg(photo(7), 85)))
+    rng = np.random.default_rng(0)
+    built = CollectionIndex(settings)
+    built.add("img-7", features_of(7))
+    for decoy in range(20):
+        rows = rng.choice(len(query), 400, replace=False)
+        places = rng.uniform(0, [480, 360], (400, 2)).astype(np.float32)
+        built.add(f"decoy-{decoy}", Features(places, query.descriptors[rows], 480, 360))
+    return built.search(query)
+
+
+def test_a_match_outvoted_by_chance_votes_is_still_verified() -> None:
+    matches = buried_match(DEFAULT)
+    assert [m.image_id for m in matches] == ["img-7"]
+
+
+def test_without_the_affine_screen_the_outvoted_match_is_lost() -> None:
+    """What the screen is for: by votes alone, the decoys fill the references verified."""
+    assert buried_match(replace(DEFAULT, screen_candidates=0)) == []
+
+
 def test_remove_stops_matching_and_re_add_restores() -> None:
     index = CollectionIndex()
     for seed in range(1, 6):

@@ -88,6 +88,32 @@ def _distinct(points: np.ndarray, size: tuple[int, int], settings: RecognitionSe
     return len(np.unique(np.floor(points / cell).astype(np.int64) @ np.array([1, 1 << 20]), axis=0))
 
 
+def affine_support(
+    ref_points: np.ndarray,
+    query_points: np.ndarray,
+    query_size: tuple[int, int],
+    *,
+    settings: RecognitionSettings = DEFAULT,
+) -> int:
+    """How many of the (M, 2) correspondences one affine map carries: a RANSAC of `screen_iters`
+    iterations at `screen_reprojection_px` (px at the analysis size; looser than `reprojection_px`,
+    as an affine map only approximates a tilted view). Cheap enough to rank dozens of candidates;
+    a true match's pairs agree, chance votes' do not."""
+    if len(ref_points) < 3:
+        return 0
+    threshold = settings.screen_reprojection_px * max(query_size) / settings.analysis_long_side
+    _, mask = cv2.estimateAffine2D(
+        ref_points,
+        query_points,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=threshold,
+        maxIters=settings.screen_iters,
+        confidence=0.99,
+        refineIters=0,
+    )
+    return 0 if mask is None else int(mask.sum())
+
+
 def verify(
     ref_points: np.ndarray,
     query_points: np.ndarray,
