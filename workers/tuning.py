@@ -133,8 +133,8 @@ class RecognitionSettings:
     # score_ceiling / (1 + exp(-(score_intercept + score_slope * ln inliers))), the percentage of first
     # results with that many inliers that were right on the dev set and its low-resolution tier
     # (near-duplicates are not in it: they score like true matches, see the README's known limits).
-    score_intercept: float = -13.549
-    score_slope: float = 6.197
+    score_intercept: float = -16.664
+    score_slope: float = 7.598
     # %; the precision of the strongest matches, as far as the results the curve saturates on can vouch
     # for (Laplace: (right + 1) / (results + 2)): never a certainty.
     score_ceiling: float = 99.7
