@@ -175,17 +175,37 @@ def run_query(index: CollectionIndex, root: Path, query: dict[str, Any], floor: 
     error = None
     if top is not None and top.image_id == query.get("expected") and query.get("corners"):
         error = corner_error(top.corners, query["corners"], (int(size[0]), int(size[1])))
+    return outcome_of(
+        query,
+        top.image_id if top else None,
+        round(top.score, 1) if top else None,
+        corner_error=error,
+        small=small,
+        timings={stage: round(ms, 3) for stage, ms in timings.items()},
+    )
+
+
+def outcome_of(
+    query: dict[str, Any],
+    found: str | None,
+    score: float | None,
+    *,
+    small: bool,
+    corner_error: float | None = None,
+    timings: dict[str, float] | None = None,
+) -> Outcome:
+    """The `Outcome` of a manifest query whose first match is `found` (None: nothing)."""
     return Outcome(
         id=query["id"],
         split=split_of(query),
         kind=query.get("kind", "positive" if query.get("expected") else "negative"),
         tier=query.get("tier", "n/a"),
         expected=query.get("expected"),
-        found=top.image_id if top else None,
-        score=round(top.score, 1) if top else None,
-        corner_error=error,
+        found=found,
+        score=score,
+        corner_error=corner_error,
         small=small,
-        timings={stage: round(ms, 3) for stage, ms in timings.items()},
+        timings=timings or {},
     )
 
 

@@ -43,11 +43,11 @@ from tqdm import tqdm
 from bench.accuracy import (
     DEFAULT_DATASET,
     Outcome,
+    outcome_of,
     percentiles,
     pin_one_core,
     recall,
     run_query,
-    split_of,
     summarise,
 )
 from bench.floor import Orb1000, over_floor
@@ -167,7 +167,7 @@ def merged(dataset: Path, parts: list[dict[str, Any]]) -> dict[str, Any]:
     for query in manifest["queries"]:
         replies = answers[query["id"]]
         found, score, _ = max(replies, key=lambda r: -1.0 if r[1] is None else r[1])
-        outcome = run_query_outcome(query, found, score)
+        outcome = outcome_of(query, found, score, small=sorted(query["size"]) == [480, 640])
         outcomes.append(outcome)
         if outcome.small:
             fan_out.append(max(r[2] for r in replies))
@@ -181,22 +181,6 @@ def merged(dataset: Path, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "false_positive_matches": [(o.id, o.found, o.score) for o in outcomes if not o.expected and o.found],
         "fan_out_ms_640x480": percentiles(fan_out),
     }
-
-
-def run_query_outcome(query: dict[str, Any], found: str | None, score: float | None) -> Outcome:
-    """An `Outcome` for a query answered by the merge (no timings: those are per part)."""
-    return Outcome(
-        id=query["id"],
-        split=split_of(query),
-        kind=query.get("kind", "positive" if query.get("expected") else "negative"),
-        tier=query.get("tier", "n/a"),
-        expected=query.get("expected"),
-        found=found,
-        score=score,
-        corner_error=None,
-        small=sorted(query["size"]) == [480, 640],
-        timings={},
-    )
 
 
 def main() -> None:
