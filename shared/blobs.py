@@ -21,6 +21,8 @@ from typing import Protocol
 
 from shared.errors import NotFound
 
+_FOLDER_TRIES = 5  # see LocalBlobStore._aside
+
 ORIGINAL = "original.jpg"  # the uploaded bytes as sent (JPEG or PNG); `api.files` sniffs the type
 FEATURES = "features.bin"  # msgpack `shared.codec.FeatureRecord`: what a worker indexes
 # Square thumbnails, centre-cropped, by name and side in pixels.
@@ -66,8 +68,7 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = self._aside(target.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -77,6 +78,20 @@ class LocalBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _aside(self, folder: Path) -> tuple[int, str]:
+        """A new temporary file in `folder`, made with its parents. A `delete_prefix` of a sibling
+        removes the parents it leaves empty, which may be this file's, just made: until the file
+        is in it, the folder is made again (a few tries; concurrent uploads to one collection)."""
+        tries = 1
+        while True:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            except FileNotFoundError:
+                if tries == _FOLDER_TRIES:
+                    raise
+                tries += 1
 
     def get(self, key: str) -> bytes:
         try:
