@@ -48,10 +48,11 @@ from bench.accuracy import (
     pin_one_core,
     recall,
     run_query,
+    stage_times,
     summarise,
 )
 from bench.floor import Orb1000, over_floor
-from bench.scale import CACHE, ensure_cache, load_fillers
+from bench.scale import CACHE, ensure_cache, load_fillers, status_bytes
 from shared.parts import part_key
 from workers.decode import decode_gray
 from workers.features import Features, extract_reference
@@ -112,14 +113,6 @@ def build_part(part: int, part_images: int, total: int, bases: int, dataset: Pat
     }
 
 
-def rss() -> int:
-    """Resident memory of this process (anonymous and file-backed pages), bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def serve_part(part: int, passes: int, dataset: Path) -> dict[str, Any]:
     """One part's worker: memory, open time, latency and each query's first match (first pass)."""
     pin_one_core()
@@ -127,7 +120,7 @@ def serve_part(part: int, passes: int, dataset: Path) -> dict[str, Any]:
     manifest = json.loads((dataset / "manifest.json").read_text())
     queries = manifest["queries"]
     recognize(CollectionIndex(), (dataset / queries[0]["file"]).read_bytes(), 10)  # vocabulary, OpenCV
-    empty = rss()
+    empty = status_bytes("VmRSS")
     started = time.perf_counter()
     snapshot = Snapshots(SNAPSHOTS, min_images=0).load(part_key(COLLECTION, part))
     open_s = time.perf_counter() - started
@@ -138,8 +131,7 @@ def serve_part(part: int, passes: int, dataset: Path) -> dict[str, Any]:
     runs: list[Outcome] = []
     for round_ in range(passes):
         runs += [run_query(index, dataset, q, orb) for q in tqdm(queries, desc=f"part {part} pass {round_ + 1}")]
-    small = [o for o in runs if o.small]
-    stages = {stage: percentiles([o.timings[stage] for o in small if o.timings]) for stage in ("search", "total")}
+    stages = stage_times([o for o in runs if o.small])
     floor = orb.summary()
     return {
         "part": part,
@@ -147,11 +139,11 @@ def serve_part(part: int, passes: int, dataset: Path) -> dict[str, Any]:
         "open_s": round(open_s, 3),
         "searches": len(runs),
         "rss_empty_bytes": empty,
-        "memory_bytes_per_reference_rss": round((rss() - empty) / len(index)),
+        "memory_bytes_per_reference_rss": round((status_bytes("VmRSS") - empty) / len(index)),
         "time_ms_640x480": stages,
         "orb1000_ms_640x480": floor,
         "worker_over_orb1000": over_floor(stages, floor),
-        "first_pass": [(o.id, o.found, o.score, o.timings.get("total", 0.0)) for o in runs[: len(queries)]],
+        "first_pass": [(o.id, o.found, o.score, o.small, o.timings.get("total", 0.0)) for o in runs[: len(queries)]],
     }
 
 
@@ -159,18 +151,17 @@ def merged(dataset: Path, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole collection's figures: per query the best-scored first match over the parts, and the
     slowest part's time."""
     manifest = json.loads((dataset / "manifest.json").read_text())
-    answers: dict[str, list[tuple[str | None, float | None, float]]] = {}
+    answers: dict[str, list[tuple[str | None, float | None, bool, float]]] = {}
     for part in parts:
-        for query_id, found, score, total in part["first_pass"]:
-            answers.setdefault(query_id, []).append((found, score, total))
+        for query_id, *answer in part["first_pass"]:
+            answers.setdefault(query_id, []).append(tuple(answer))
     outcomes, fan_out = [], []
     for query in manifest["queries"]:
         replies = answers[query["id"]]
-        found, score, _ = max(replies, key=lambda r: -1.0 if r[1] is None else r[1])
-        outcome = outcome_of(query, found, score, small=sorted(query["size"]) == [480, 640])
-        outcomes.append(outcome)
-        if outcome.small:
-            fan_out.append(max(r[2] for r in replies))
+        found, score, small, _ = max(replies, key=lambda r: -1.0 if r[1] is None else r[1])
+        outcomes.append(outcome_of(query, found, score, small=small))
+        if small:
+            fan_out.append(max(r[3] for r in replies))
     every = summarise(outcomes)
     return {
         "recall_at_1": every["recall_at_1"],

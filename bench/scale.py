@@ -28,10 +28,7 @@ Writes bench/results/scale.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import functools
-import gc
 import hashlib
 import json
 import multiprocessing
@@ -50,6 +47,7 @@ from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract_reference
 from workers.index import CollectionIndex
+from workers.memory import release_freed_memory
 from workers.snapshots import Snapshots
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,21 +119,17 @@ def load_fillers(count: int) -> Any:
             )
 
 
-def release_freed_memory() -> None:
-    """Hands freed heap pages back to the OS: glibc keeps them (faiss frees its lists in pieces),
-    and at 100k references the dropped index would otherwise leave no room to page in the
-    memory-mapped one."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+def status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (`RssAnon`, `VmRSS`...), bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def rss_anon() -> int:
     """Anonymous resident memory of this process, bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
+    return status_bytes("RssAnon")
 
 
 def measure(size: int, dataset: Path) -> dict[str, Any]:

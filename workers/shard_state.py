@@ -38,6 +38,7 @@ from shared.parts import split_key
 from shared.shards import shard_of
 from workers import metrics, references
 from workers.index import CollectionIndex
+from workers.memory import release_freed_memory
 from workers.references import Outcome
 from workers.snapshots import Snapshots, stream_id
 from workers.tuning import extraction_id
@@ -158,6 +159,7 @@ class ShardState:
             return
         # The shard is not followed yet (`load_shard`): no event lands on the built index meanwhile.
         collection.index = mapped
+        release_freed_memory()  # the built index's lists, freed in pieces, stay with the heap otherwise
 
     def unload_shard(self, shard: int) -> None:
         with self._lock:
