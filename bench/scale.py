@@ -5,7 +5,10 @@ the dev set's references and distractors plus generated filler pictures up to N
 (`shared.testing.imagegen.textured`, each seed a distinct poster, JPEG-encoded, decoded and extracted by the
 service's own code), then runs every dev query through `recognize`.
 
-    .venv/bin/python -m bench.scale [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2]
+    .venv/bin/python -m bench.scale [--sizes 1000,10000,100000] [--dataset DIR] [--jobs 2] [--set FIELD=VALUE ...]
+
+`--set` measures a variant of the search-time settings (`workers.tuning`, as `bench.accuracy`'s);
+the fillers are cached as the default extraction and index layout make them.
 
 - Filler features (`extract_reference`, as an upload makes them) are extracted once and cached in
   bench/results/cache/ (chunks of 1,000 pictures, ~100 MB each; the key hashes two probe fillers'
@@ -35,13 +38,22 @@ import multiprocessing
 import shutil
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from bench.accuracy import DEFAULT_DATASET, build_index, pin_one_core, run_query, summarise
+from bench.accuracy import (
+    DEFAULT_DATASET,
+    add_settings_option,
+    build_index,
+    parsed_settings,
+    pin_one_core,
+    run_query,
+    summarise,
+)
 from bench.floor import Orb1000, over_floor
 from shared.testing import imagegen
 from workers.decode import decode_gray
@@ -49,6 +61,7 @@ from workers.features import Features, extract_reference
 from workers.index import CollectionIndex
 from workers.memory import release_freed_memory
 from workers.snapshots import Snapshots
+from workers.tuning import DEFAULT, RecognitionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / "results" / "cache"
@@ -132,8 +145,8 @@ def rss_anon() -> int:
     return status_bytes("RssAnon")
 
 
-def measure(size: int, dataset: Path) -> dict[str, Any]:
-    """One size, in a fresh process: build, memory, then every dev query."""
+def measure(size: int, dataset: Path, settings: RecognitionSettings = DEFAULT) -> dict[str, Any]:
+    """One size, in a fresh process: build, memory, then every dev query, under `settings`."""
     pin_one_core()
     tqdm.set_lock(threading.RLock())  # tqdm's default multiprocessing lock leaks a semaphore here
     manifest = json.loads((dataset / "manifest.json").read_text())
@@ -142,7 +155,7 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     )  # the shared vocabulary and OpenCV buffers are not per reference
     before = rss_anon()
     started = time.perf_counter()
-    index = build_index(dataset, manifest)
+    index = build_index(dataset, manifest, settings)
     for image_id, features in tqdm(
         load_fillers(size - len(index)), total=size - len(index), desc=f"index {size}", unit="img"
     ):
@@ -162,7 +175,7 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     save_s = time.perf_counter() - started
     del index  # what a restarted worker has: nothing in memory, the snapshot on disk
     release_freed_memory()
-    persisted = {"save_s": round(save_s, 2), **reopen(snapshots, dataset, manifest)}
+    persisted = {"save_s": round(save_s, 2), **reopen(snapshots, dataset, manifest, settings)}
     return {
         "references": references,
         "build_s": round(build_s, 1),
@@ -180,14 +193,16 @@ def measure(size: int, dataset: Path) -> dict[str, Any]:
     }
 
 
-def reopen(snapshots: Snapshots, dataset: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def reopen(
+    snapshots: Snapshots, dataset: Path, manifest: dict[str, Any], settings: RecognitionSettings = DEFAULT
+) -> dict[str, Any]:
     """Opens the saved snapshot (index memory-mapped, items read: what a restarting worker does)
     and reruns the queries on it; deletes the files afterwards. They were written just before, so
     the page cache is warm: `open_s` is a warm start; a cold one also reads touched pages from disk."""
     disk = sum(f.stat().st_size for f in snapshots.root.rglob("*") if f.is_file())
     before = rss_anon()
     started = time.perf_counter()
-    snapshot = snapshots.load("scale")
+    snapshot = snapshots.load("scale", settings)
     open_s = time.perf_counter() - started
     if snapshot is None:
         raise RuntimeError(f"the snapshot just saved in {snapshots.root} cannot be opened")
@@ -228,13 +243,18 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--jobs", type=int, default=2, help="processes for making the filler cache")
     parser.add_argument("--out", type=Path, default=OUT)
+    add_settings_option(parser)
     args = parser.parse_args()
+    settings = parsed_settings(parser, args.assignments)
+    stored = [f.name for f in fields(settings) if f.metadata and getattr(settings, f.name) != getattr(DEFAULT, f.name)]
+    if stored:  # extraction and index-layout fields
+        parser.error(f"fillers are cached as the defaults extract and index them: {', '.join(stored)} cannot change")
     sizes = [int(s) for s in args.sizes.split(",")]
     ensure_cache(max(sizes), args.jobs)
     rows = []
     for size in sizes:
         with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: RSS starts clean
-            rows.append(pool.apply(measure, (size, args.dataset)))
+            rows.append(pool.apply(measure, (size, args.dataset, settings)))
     print(
         f"\n{'refs':>8} {'build s':>8} {'KB/ref':>9} {'p50 ms':>7} {'p95 ms':>7} {'search':>7} {'verify':>7} "
         f"{'recall@1':>7} {'wrong':>6} {'FP':>6} {'ORB1000':>7} {'p50/ORB':>7} {'search/ORB':>10}"
@@ -257,7 +277,8 @@ def main() -> None:
         )
     print("(the saved index opened memory-mapped, warm page cache; anon KB/ref excludes the mapped file pages)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"dataset": str(args.dataset), "cache_key": cache_key(), "sizes": rows}, indent=1))
+    report = {"dataset": str(args.dataset), "cache_key": cache_key(), "settings": args.assignments, "sizes": rows}
+    args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 

@@ -26,7 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import tuning
 from workers.index import CollectionIndex, IncompatibleIndex
+from workers.tuning import RecognitionSettings
 
 log = logging.getLogger("recog.worker.snapshots")
 
@@ -56,14 +58,15 @@ class Snapshots:
         self.root = root
         self.min_images = min_images
 
-    def load(self, collection_id: str) -> Snapshot | None:
-        """The newest snapshot of a collection, memory-mapped; None if there is none, it cannot be
-        read, or it was saved under another vocabulary or settings (a full rebuild follows)."""
+    def load(self, collection_id: str, settings: RecognitionSettings = tuning.DEFAULT) -> Snapshot | None:
+        """The newest snapshot of a collection, memory-mapped, to search under `settings`; None if
+        there is none, it cannot be read, or it was saved under another vocabulary or settings (a
+        full rebuild follows)."""
         home = self.root / collection_id
         try:
             name = (home / _CURRENT).read_text().strip()
             meta = json.loads((home / name / _META).read_text())
-            index = CollectionIndex.open(home / name)
+            index = CollectionIndex.open(home / name, settings)
             return Snapshot(index, {str(k): str(v) for k, v in meta["items"].items()}, str(meta["cursor"]))
         except FileNotFoundError:
             return None
