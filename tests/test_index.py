@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from shared.errors import ImageNoDetails
 from shared.testing import imagegen
 from workers.decode import decode_gray
 from workers.features import Features, extract, extract_reference
-from workers.index import CollectionIndex, IncompatibleIndex, Match
+from workers.index import Candidates, CollectionIndex, IncompatibleIndex, Match
 from workers.recognize import recognize
 from workers.tuning import DEFAULT, RecognitionSettings
 
@@ -98,6 +99,30 @@ def test_large_photo_is_found_with_normalised_corners(index: CollectionIndex) ->
     matches, _ = recognize(index, imagegen.encode_jpeg(photo(13, corners, size), 85), 10)
     assert matches and matches[0].image_id == "img-13"
     assert corner_error(matches[0], corners, size) <= 0.05
+
+
+def test_the_second_look_keeps_the_faint_corners_of_a_dim_video_frame(
+    index: CollectionIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 320x240 blurred, low-contrast frame in which nothing is found gets a second look at 960 px
+    with FAST's threshold at `retry_fast_threshold`: more of its faint corners than the
+    references' threshold keeps."""
+    frame = cv2.cvtColor(photo(77, CORNERS / 2, (320, 240)), cv2.COLOR_BGR2GRAY)
+    dim = np.clip(128 + (cv2.GaussianBlur(frame, (0, 0), 1.0).astype(np.float32) - 128) * 0.25, 0, 255)
+    data = imagegen.encode_jpeg(dim.astype(np.uint8), 25)
+    looks: list[Features] = []
+    shortlist = index.shortlist
+
+    def recorded(query: Features) -> Candidates:
+        looks.append(query)
+        return shortlist(query)
+
+    monkeypatch.setattr(index, "shortlist", recorded)
+    assert recognize(index, data, 10)[0] == []
+    gray = decode_gray(data)
+    at_reference_threshold = extract(gray, DEFAULT.query_long_side)
+    assert DEFAULT.retry_fast_threshold < DEFAULT.fast_threshold
+    assert len(looks) == 2 and len(looks[1]) > 1.5 * len(at_reference_threshold)
 
 
 def test_featureless_photo_raises_no_details(index: CollectionIndex) -> None:

@@ -106,6 +106,11 @@ class RecognitionSettings:
     # Inliers a second, upsampled look must have: the tune half's two false positives of a second
     # look had 13 and 14.
     retry_min_inliers: int = 16
+    # FAST's threshold in the second look: a blurred, compressed or dim photo in which nothing was
+    # found has few corners above the references' `fast_threshold` (low-resolution tier of
+    # `bench.tiers`, recall@1 0.573 -> 0.622 with seed 1, 0.608 -> 0.636 with seed 2; 5 and 14 gave
+    # less; dev set and near-duplicates unchanged).
+    retry_fast_threshold: int = 10
 
     # --- Geometric verification (`workers.verify`) ---
     # Dev-set negatives reach 7 inliers at most; true matches often have 10-20.
