@@ -178,7 +178,7 @@ def run_query(index: CollectionIndex, root: Path, query: dict[str, Any], floor: 
     return outcome_of(
         query,
         top.image_id if top else None,
-        round(top.score, 1) if top else None,
+        round(top.score, 2) if top else None,  # as the API returns it, so `by_min_score` is what a client sees
         corner_error=error,
         small=small,
         timings={stage: round(ms, 3) for stage, ms in timings.items()},

@@ -92,7 +92,7 @@ def test_a_burst_beyond_capacity_is_refused_fast_not_timed_out(db: redis.Redis, 
     # API to read the others (up to ~1 s here), so the door is judged by its median.
     at_the_door = [seconds for r, seconds in refused if not r.json()["error"]["message"].startswith("The workers")]
     assert at_the_door and float(np.median(at_the_door)) < 0.75 * deadline_ms / 1000, sorted(at_the_door)
-    assert all(seconds < deadline_ms / 1000 + 0.5 for _, seconds in refused), sorted(s for _, s in refused)
+    assert all(seconds < deadline_ms / 1000 + 0.5 for _, seconds in refused), sorted(s for _, s in refused)[-5:]
 
 
 @pytest.fixture
