@@ -138,9 +138,9 @@ class RecognitionSettings:
     # score_ceiling / (1 + exp(-(score_intercept + score_slope * ln inliers))), the percentage of first
     # results with that many inliers that were right on the dev set and its low-resolution tier
     # (near-duplicates are not in it: they score like true matches, see the README's known limits).
-    # The last fit (bench/results/calibration.json: -20.498, 9.348) is not applied: it moved only
-    # because one fewer chance match of 6-7 inliers was right, and with its slope the score stops
-    # rising in float64 at 296 inliers, so strong matches would tie.
+    # The last fit (bench/results/calibration.json: -20.498, 9.348) is not applied: it moved with the
+    # dozen results below 12 inliers it rests on (6-7 inliers: 0 of 10 right, 1 of 14 before), and
+    # with its slope the score stops rising in float64 at 296 inliers, so strong matches would tie.
     score_intercept: float = -16.664
     score_slope: float = 7.598
     # %; the precision of the strongest matches, as far as the results the curve saturates on can vouch
